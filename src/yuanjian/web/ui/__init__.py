@@ -1,0 +1,1 @@
+"""Server-rendered portal (Jinja2 + htmx)."""
