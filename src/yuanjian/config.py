@@ -1,0 +1,85 @@
+"""Settings read from the environment (prefix ``YUANJIAN_``); nothing is created at import time."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SECRET_KEY_FILE = "secret.key"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration of one Yuanjian instance."""
+
+    model_config = SettingsConfigDict(env_prefix="YUANJIAN_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("var/data"), description="Data directory (Parquet, keys)")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file next to the data dir"
+    )
+    secret_key: str | None = Field(
+        default=None, description="Signing key for sessions; default: <data_dir>/secret.key"
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Sessions and login throttling.
+    session_hours: int = 8
+    login_max_failures: int = 5
+    login_lockout_minutes: int = 15
+    api_token_days: int = 90
+    # Refuse request bodies above this size (bytes) before parsing them.
+    max_body_bytes: int = 2 * 1024 * 1024
+    # Cookies carry the Secure flag when the portal is served over HTTPS.
+    secure_cookies: bool = False
+    default_language: str = "zh-CN"
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @cached_property
+    def effective_database_url(self) -> str:
+        """The configured database URL, or the embedded SQLite file beside the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir.parent / 'yuanjian.db'}"
+
+    @property
+    def secret_key_path(self) -> Path:
+        """Where the generated secret key lives."""
+        return self.data_dir / SECRET_KEY_FILE
+
+    def ensure_data_dir(self) -> None:
+        """Create the data directory (0700) if it does not exist."""
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def ensure_secret_key(self) -> str:
+        """Return the secret key, generating it into the data dir (0600) on first use."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.secret_key_path
+        if not path.exists():
+            self.ensure_data_dir()
+            tmp = path.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+            os.replace(tmp, path)
+        return path.read_text().strip()
+
+    def load_secret_key(self) -> str:
+        """Return the secret key; fail clearly if the instance was never initialized."""
+        if self.secret_key:
+            return self.secret_key
+        path = self.secret_key_path
+        if not path.exists():
+            raise RuntimeError(
+                f"no secret key at {path}: run `yuanjian init` or set YUANJIAN_SECRET_KEY"
+            )
+        return path.read_text().strip()

@@ -1,0 +1,123 @@
+"""Organization kinds, roles and the one place that maps roles to permissions."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrgKind(StrEnum):
+    """What an organization is on the platform."""
+
+    REGULATOR = "regulator"
+    OPERATOR = "operator"
+    COMPONENT_DEVELOPER = "component_developer"
+    PRODUCT_DEVELOPER = "product_developer"
+    THIRD_PARTY_REVIEWER = "third_party_reviewer"
+
+
+class Role(StrEnum):
+    """A bundle of permissions a user holds."""
+
+    REGULATOR_VIEWER = "regulator_viewer"
+    OPERATOR_ADMIN = "operator_admin"
+    OPERATOR_REVIEWER = "operator_reviewer"
+    OPERATOR_DATA_STEWARD = "operator_data_steward"
+    COMPONENT_DEVELOPER = "component_developer"
+    PRODUCT_DEVELOPER = "product_developer"
+    THIRD_PARTY_REVIEWER = "third_party_reviewer"
+    AUDITOR = "auditor"
+
+
+class Permission(StrEnum):
+    """Everything a route or service can require. Deny by default: no permission, no action."""
+
+    # Own account
+    PROFILE_READ = "profile.read"
+    TOKEN_MANAGE_OWN = "token.manage_own"
+    # Organizations
+    ORG_READ_OWN = "org.read_own"
+    ORG_READ_ALL = "org.read_all"
+    ORG_CREATE = "org.create"
+    ORG_UPDATE = "org.update"
+    ORG_RATE = "org.rate"
+    ORG_SUSPEND = "org.suspend"
+    # Users
+    USER_READ_OWN_ORG = "user.read_own_org"
+    USER_READ_ALL = "user.read_all"
+    USER_CREATE = "user.create"
+    USER_DISABLE = "user.disable"
+    TOKEN_REVOKE_ANY = "token.revoke_any"
+    # Audit log
+    AUDIT_READ = "audit.read"
+    AUDIT_EXPORT = "audit.export"
+    AUDIT_WITNESS = "audit.witness"
+
+
+_EVERYONE = frozenset(
+    {Permission.PROFILE_READ, Permission.TOKEN_MANAGE_OWN, Permission.ORG_READ_OWN}
+)
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.OPERATOR_ADMIN: _EVERYONE
+    | {
+        Permission.ORG_READ_ALL,
+        Permission.ORG_CREATE,
+        Permission.ORG_UPDATE,
+        Permission.ORG_RATE,
+        Permission.ORG_SUSPEND,
+        Permission.USER_READ_ALL,
+        Permission.USER_READ_OWN_ORG,
+        Permission.USER_CREATE,
+        Permission.USER_DISABLE,
+        Permission.TOKEN_REVOKE_ANY,
+        Permission.AUDIT_EXPORT,
+    },
+    Role.OPERATOR_REVIEWER: _EVERYONE | {Permission.ORG_READ_ALL, Permission.USER_READ_OWN_ORG},
+    Role.OPERATOR_DATA_STEWARD: _EVERYONE | {Permission.ORG_READ_ALL, Permission.USER_READ_OWN_ORG},
+    Role.COMPONENT_DEVELOPER: _EVERYONE | {Permission.USER_READ_OWN_ORG},
+    Role.PRODUCT_DEVELOPER: _EVERYONE | {Permission.USER_READ_OWN_ORG},
+    Role.THIRD_PARTY_REVIEWER: _EVERYONE | {Permission.USER_READ_OWN_ORG},
+    Role.REGULATOR_VIEWER: _EVERYONE
+    | {
+        Permission.ORG_READ_ALL,
+        Permission.USER_READ_ALL,
+        Permission.USER_READ_OWN_ORG,
+        Permission.AUDIT_READ,
+        Permission.AUDIT_WITNESS,
+    },
+    Role.AUDITOR: _EVERYONE
+    | {
+        Permission.ORG_READ_ALL,
+        Permission.USER_READ_ALL,
+        Permission.USER_READ_OWN_ORG,
+        Permission.AUDIT_READ,
+        Permission.AUDIT_EXPORT,
+    },
+}
+
+# Which roles a user of each kind of organization may hold.
+ROLES_BY_ORG_KIND: dict[OrgKind, frozenset[Role]] = {
+    OrgKind.REGULATOR: frozenset({Role.REGULATOR_VIEWER, Role.AUDITOR}),
+    OrgKind.OPERATOR: frozenset(
+        {
+            Role.OPERATOR_ADMIN,
+            Role.OPERATOR_REVIEWER,
+            Role.OPERATOR_DATA_STEWARD,
+            Role.AUDITOR,
+        }
+    ),
+    OrgKind.COMPONENT_DEVELOPER: frozenset({Role.COMPONENT_DEVELOPER}),
+    OrgKind.PRODUCT_DEVELOPER: frozenset({Role.PRODUCT_DEVELOPER}),
+    OrgKind.THIRD_PARTY_REVIEWER: frozenset({Role.THIRD_PARTY_REVIEWER}),
+}
+
+# Kinds that carry a qualification rating (Art. 7).
+RATED_KINDS = frozenset({OrgKind.COMPONENT_DEVELOPER, OrgKind.PRODUCT_DEVELOPER})
+
+
+def permissions_for(roles: set[Role] | frozenset[Role]) -> frozenset[Permission]:
+    """The union of the permissions of the given roles."""
+    out: set[Permission] = set()
+    for role in roles:
+        out |= ROLE_PERMISSIONS[role]
+    return frozenset(out)

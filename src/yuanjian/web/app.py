@@ -1,0 +1,140 @@
+"""The FastAPI application: JSON API under /api/v1, the portal, static assets."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from itsdangerous import URLSafeTimedSerializer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from yuanjian import __version__
+from yuanjian.config import Settings
+from yuanjian.identity.actor import Actor
+from yuanjian.instance import Instance, open_instance
+from yuanjian.web import errors
+from yuanjian.web.api import audit as audit_api
+from yuanjian.web.api import identity as identity_api
+from yuanjian.web.deps import public, route_access
+from yuanjian.web.ui import audit as audit_ui
+from yuanjian.web.ui import routes as ui_routes
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+class RequestContextMiddleware:
+    """Assigns a request id and refuses bodies larger than the configured limit (413)."""
+
+    def __init__(self, app: ASGIApp, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = rid
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            await _too_large(send, rid, self.max_body)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise BodyTooLarge()
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except BodyTooLarge:
+            await _too_large(send, rid, self.max_body)
+
+
+class BodyTooLarge(Exception):
+    """A streamed body went over the limit."""
+
+
+async def _too_large(send: Send, rid: str, limit: int) -> None:
+    import json
+
+    body = json.dumps(
+        {
+            "type": "about:blank",
+            "title": "Content Too Large",
+            "status": 413,
+            "detail": f"request body larger than {limit} bytes",
+            "code": "body_too_large",
+            "request_id": rid,
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", rid.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: Settings, *, instance: Instance | None = None) -> FastAPI:
+    """Build the application for one instance (nothing is created at import time)."""
+    inst = instance or open_instance(settings)
+    app = FastAPI(
+        title="Yuanjian API",
+        version=__version__,
+        description="Governed data component development platform (数据元件开发平台).",
+        openapi_url="/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.instance = inst
+    app.state.cookie_signer = URLSafeTimedSerializer(
+        settings.load_secret_key(), salt="yuanjian.session"
+    )
+    errors.install(app)
+    app.include_router(identity_api.router)
+    app.include_router(audit_api.router)
+    app.include_router(ui_routes.router)
+    app.include_router(audit_ui.router)
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz(actor: Actor = Depends(public)) -> dict[str, Any]:
+        """Liveness probe."""
+        return {"status": "ok", "version": __version__}
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _check_every_route_declares_access(app)
+    app.add_middleware(RequestContextMiddleware, max_body=settings.max_body_bytes)
+    return app
+
+
+def _check_every_route_declares_access(app: FastAPI) -> None:
+    """Deny by default: refuse to start if any route forgot to declare its permission."""
+    undeclared = [
+        f"{sorted(r.methods)} {r.path}"
+        for r in app.routes
+        if isinstance(r, APIRoute) and route_access(r) is None
+    ]
+    if undeclared:
+        raise RuntimeError(f"routes without a declared permission: {undeclared}")
