@@ -34,7 +34,7 @@ PG_ADMIN_URL = os.environ.get(
 ADMIN_PASSWORD = "Admin-pass-2026"
 USER_PASSWORD = "User-pass-2026"
 _PG_PROBLEM: str | None = None
-_DB_FIXTURES = {"instance", "app", "client", "db_url", "pg_url"}
+_DB_FIXTURES = {"instance", "app", "client", "db_url", "empty_db_url"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -150,6 +150,23 @@ def db_url(template: Template, tmp_path: Path, request: pytest.FixtureRequest) -
         target = tmp_path / "yuanjian.db"
         shutil.copyfile(template.sqlite_file, target)
         yield f"sqlite:///{target}"
+
+
+@pytest.fixture
+def empty_db_url(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new, empty database (never migrated) for tests of first-time setup."""
+    if BACKEND == "postgresql":
+        prefix = request.getfixturevalue("pg_server")
+        name = f"{prefix}_e{secrets.token_hex(4)}"
+        eng = _pg_admin_engine()
+        with eng.connect() as conn:
+            conn.execute(text(f'create database "{name}"'))
+        yield _pg_url(name)
+        with eng.connect() as conn:
+            conn.execute(text(f'drop database if exists "{name}" with (force)'))
+        eng.dispose()
+    else:
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
 
 
 @pytest.fixture

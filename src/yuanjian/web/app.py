@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from itsdangerous import URLSafeTimedSerializer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,7 +18,7 @@ from yuanjian.instance import Instance, open_instance
 from yuanjian.web import errors
 from yuanjian.web.api import audit as audit_api
 from yuanjian.web.api import identity as identity_api
-from yuanjian.web.deps import public, route_access
+from yuanjian.web.deps import iter_api_routes, public, route_access
 from yuanjian.web.ui import audit as audit_ui
 from yuanjian.web.ui import routes as ui_routes
 
@@ -44,30 +43,37 @@ class RequestContextMiddleware:
         if length is not None and length.isdigit() and int(length) > self.max_body:
             await _too_large(send, rid, self.max_body)
             return
-        received = 0
+        if length is None and scope.get("method") in ("POST", "PUT", "PATCH", "DELETE"):
+            # No declared length (chunked): buffer up to the limit so the answer can still be 413.
+            messages: list[Message] = []
+            size = 0
+            while True:
+                message = await receive()
+                messages.append(message)
+                if message["type"] != "http.request":
+                    break
+                size += len(message.get("body", b""))
+                if size > self.max_body:
+                    await _too_large(send, rid, self.max_body)
+                    return
+                if not message.get("more_body", False):
+                    break
+            replay = iter(messages)
 
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise BodyTooLarge()
-            return message
+            async def replay_receive() -> Message:
+                try:
+                    return next(replay)
+                except StopIteration:
+                    return await receive()
+
+            receive = replay_receive
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, send_with_id)
-        except BodyTooLarge:
-            await _too_large(send, rid, self.max_body)
-
-
-class BodyTooLarge(Exception):
-    """A streamed body went over the limit."""
+        await self.app(scope, receive, send_with_id)
 
 
 async def _too_large(send: Send, rid: str, limit: int) -> None:
@@ -132,9 +138,9 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
 def _check_every_route_declares_access(app: FastAPI) -> None:
     """Deny by default: refuse to start if any route forgot to declare its permission."""
     undeclared = [
-        f"{sorted(r.methods)} {r.path}"
-        for r in app.routes
-        if isinstance(r, APIRoute) and route_access(r) is None
+        f"{sorted(methods)} {path}"
+        for path, methods, route in iter_api_routes(app)
+        if route_access(route) is None
     ]
     if undeclared:
         raise RuntimeError(f"routes without a declared permission: {undeclared}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Request
@@ -25,6 +26,32 @@ SESSION_COOKIE = "yj_session"
 LANG_COOKIE = "yj_lang"
 ACCESS_ATTR = "_yj_access"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class UserView:
+    """What the web layer keeps of the logged-in user (plain data: sessions may roll back)."""
+
+    id: int
+    username: str
+    display_name: str
+    language: str | None
+    org_id: int
+    org_status: str
+    role_names: tuple[str, ...]
+
+    @classmethod
+    def of(cls, user: Any) -> UserView:
+        """Snapshot a User row."""
+        return cls(
+            user.id,
+            user.username,
+            user.display_name,
+            user.language,
+            user.org_id,
+            user.organization.status,
+            tuple(user.role_names),
+        )
 
 
 class LoginRequired(AuthenticationFailed):
@@ -73,7 +100,7 @@ def _resolve(request: Request, session: Session) -> Actor:
             user, token = found
             actor = identity.actor_for(user, scopes=token.scopes, request_id=rid, ip=ip, via="api")
             request.state.auth_via = "token"
-            request.state.user = user
+            request.state.user = UserView.of(user)
     else:
         raw = request.cookies.get(SESSION_COOKIE)
         if raw:
@@ -87,7 +114,7 @@ def _resolve(request: Request, session: Session) -> Actor:
                 user, ws = found_ws
                 actor = identity.actor_for(user, request_id=rid, ip=ip, via="web")
                 request.state.auth_via = "cookie"
-                request.state.user = user
+                request.state.user = UserView.of(user)
                 request.state.csrf_token = ws.csrf_token
                 request.state.session_raw_id = sid
     request.state.actor = actor
@@ -138,8 +165,7 @@ def requires(permission: Permission) -> Callable[..., Any]:
             reason = "invalid token" if getattr(request.state, "bad_token", False) else "no login"
             _deny(session, actor, request, reason)
             raise LoginRequired("login required")
-        org = request.state.user.organization
-        if org.status != "active":
+        if request.state.user.org_status != "active":
             _deny(session, actor, request, "organization suspended")
             raise PermissionDenied("your organization is suspended")
         if (
@@ -177,3 +203,15 @@ def route_access(route: Any) -> Permission | str | None:
             return marker
         stack.extend(dep.dependencies)
     return None
+
+
+def iter_api_routes(app: Any) -> list[tuple[str, frozenset[str], Any]]:
+    """Every API route of the app as (full path, methods, APIRoute), included routers flattened."""
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    out = []
+    for ctx in iter_route_contexts(app.routes):
+        route = ctx.original_route
+        if isinstance(route, APIRoute):
+            out.append((ctx.path or route.path, frozenset(ctx.methods or route.methods), route))
+    return out

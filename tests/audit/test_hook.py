@@ -1,0 +1,81 @@
+"""The audit hook point: events are written with the change, in the same transaction."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import credit_code
+from yuanjian.audit import service as audit
+from yuanjian.audit.models import AuditEntry, AuditHead
+from yuanjian.identity.models import Organization
+from yuanjian.instance import Instance
+
+
+def _size(s) -> int:
+    return s.scalar(select(AuditHead.size).where(AuditHead.id == 1))
+
+
+def test_event_commits_with_the_change(instance: Instance) -> None:
+    with instance.sessions() as s:
+        n = _size(s)
+        actor = instance.cli_actor(s)
+        s.add(Organization(name="事务公司", kind="regulator", credit_code=credit_code()))
+        audit.record(
+            s, actor, "test.change", object_type="organization", object_id="x", detail={"k": "v"}
+        )
+        s.commit()
+        assert _size(s) == n + 1
+        entry = s.get(AuditEntry, n)
+        doc = json.loads(entry.payload)
+        assert doc["index"] == n and doc["action"] == "test.change"
+        assert doc["detail"] == {"k": "v"} and doc["outcome"] == "allowed"
+        # Canonical: re-serializing gives the same bytes.
+        assert audit.canonical_bytes(doc).decode() == entry.payload
+
+
+def test_rollback_discards_the_event_and_the_change(instance: Instance) -> None:
+    with instance.sessions() as s:
+        n = _size(s)
+        s.add(Organization(name="回滚公司", kind="regulator", credit_code=credit_code()))
+        audit.record(s, instance.cli_actor(s), "test.rolled_back")
+        s.rollback()
+        s.commit()
+        assert _size(s) == n
+        assert s.scalar(select(func.count()).where(Organization.name == "回滚公司")) == 0
+        assert s.scalar(select(func.count()).where(AuditEntry.action == "test.rolled_back")) == 0
+
+
+def test_failed_commit_writes_no_event(instance: Instance) -> None:
+    code = credit_code()
+    with instance.sessions() as s:
+        s.add(Organization(name="唯一", kind="regulator", credit_code=code))
+        s.commit()
+        n = _size(s)
+        actor = instance.cli_actor(s)
+        s.add(Organization(name="唯一", kind="regulator", credit_code=credit_code()))
+        audit.record(s, actor, "test.doomed")
+        with pytest.raises(Exception):  # noqa: B017 - the unique violation of either backend
+            s.commit()
+        s.rollback()
+        assert _size(s) == n
+        assert s.scalar(select(func.count()).where(AuditEntry.action == "test.doomed")) == 0
+
+
+def test_indexes_are_dense_and_ordered(instance: Instance) -> None:
+    with instance.sessions() as s:
+        actor = instance.cli_actor(s)
+        for i in range(5):
+            for j in range(i + 1):
+                audit.record(s, actor, "test.batch", detail={"i": i, "j": j})
+            s.commit()
+        idx = list(s.scalars(select(AuditEntry.idx).order_by(AuditEntry.idx)))
+        assert idx == list(range(len(idx)))
+        assert _size(s) == len(idx)
+
+
+def test_unknown_outcome_is_refused(instance: Instance) -> None:
+    with instance.sessions() as s, pytest.raises(ValueError):
+        audit.record(s, instance.cli_actor(s), "x", outcome="maybe")
