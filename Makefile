@@ -19,8 +19,8 @@ run: venv
 	$(BIN)/yuanjian serve
 
 lint: venv
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: lint
 	@echo "== test suite on SQLite =="
