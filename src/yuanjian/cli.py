@@ -33,10 +33,12 @@ users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 orgs_app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -118,6 +120,9 @@ def init(
     admin_password: Annotated[
         str | None, typer.Option(help="Administrator password (generated and printed if absent).")
     ] = None,
+    audit_hash: Annotated[
+        str, typer.Option(help="Audit log hash: sha256, or sm3 for commercial cryptography.")
+    ] = "sha256",
     as_json: JsonOpt = False,
 ) -> None:
     """Create the data dir and keys, migrate the database, create the operator and its admin."""
@@ -129,6 +134,7 @@ def init(
             credit_code=credit_code,
             admin_username=admin_username,
             admin_password=admin_password,
+            audit_hash=audit_hash,
         )
     except YuanjianError as exc:
         fail(f"{exc.message}" + (f" ({exc.field})" if exc.field else ""))
@@ -424,6 +430,266 @@ def tokens_revoke(
         as_json,
         {"id": token.id, "revoked_at": token.revoked_at},
         lambda: console.print(f"Revoked token {token.id}"),
+    )
+
+
+# ---------------------------------------------------------------- audit log
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
+
+
+@audit_app.command("verify")
+def audit_verify(
+    ctx: typer.Context,
+    witness_key: Annotated[
+        list[str] | None, typer.Option(help="Witness verifier key(s) for cosignatures.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Recompute every leaf and node, check every checkpoint; exit 1 naming the first bad index."""
+    from yuanjian.audit import log
+    from yuanjian.audit.note import Verifier
+
+    witnesses = [Verifier.from_vkey(k) for k in witness_key or []]
+    with _instance(ctx) as inst, inst.sessions() as session:
+        report = log.verify_log(session, inst.audit.verifier, witnesses)
+
+    def text() -> None:
+        if report.ok:
+            console.print(
+                f"[green]OK[/green]: {report.entries_checked} entries, {report.nodes_checked} "
+                f"tree nodes, {report.checkpoints_checked} checkpoints, "
+                f"{report.cosignatures_checked} cosignatures verified"
+            )
+        else:
+            where = (
+                f" at index {report.first_bad_index}" if report.first_bad_index is not None else ""
+            )
+            err_console.print(f"[red]FAILED[/red]{where}:")
+            for p in report.problems:
+                err_console.print(f"  - {p}", highlight=False)
+
+    emit(as_json, report.to_dict(), text)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Sign a checkpoint of the current log head now."""
+    from yuanjian.audit import log
+
+    with _instance(ctx) as inst, inst.sessions() as session:
+        try:
+            cp = log.issue_checkpoint(session, inst.audit)
+        except log.AuditLogError as exc:
+            fail(str(exc))
+            return
+    emit(as_json, {"size": cp.size, "note": cp.note}, lambda: typer.echo(cp.note, nl=False))
+
+
+@audit_app.command("prove")
+def audit_prove(
+    ctx: typer.Context,
+    index: Annotated[int, typer.Argument(help="Entry index.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Print an entry, its inclusion proof and the checkpoint it is proved against."""
+    from yuanjian.audit import log, merkle
+    from yuanjian.audit.models import AuditEntry
+
+    with _instance(ctx) as inst, inst.sessions() as session:
+        entry = session.get(AuditEntry, index)
+        if entry is None:
+            fail(f"no audit entry {index} (index)")
+            return
+        cp = log.checkpoint_covering(session, index)
+        if cp is None:
+            cp = log.issue_checkpoint(session, inst.audit)
+        alg = log.read_head(session).alg
+        proof = log.inclusion_proof(session, index, cp.size, alg)
+        ok = merkle.verify_inclusion(
+            merkle.leaf_hash(entry.payload.encode(), alg=alg),
+            index,
+            cp.size,
+            proof,
+            cp.root,
+            alg=alg,
+        )
+    data = {
+        "index": index,
+        "entry": json.loads(entry.payload),
+        "leaf_hash": _b64(bytes(entry.leaf_hash)),
+        "tree_size": cp.size,
+        "proof": [_b64(h) for h in proof],
+        "checkpoint": cp.note,
+        "verified": ok,
+    }
+
+    def text() -> None:
+        typer.echo(entry.payload)
+        typer.echo(f"inclusion proof in tree of size {cp.size} ({len(proof)} hashes):")
+        for h in proof:
+            typer.echo(f"  {_b64(h)}")
+        typer.echo(cp.note, nl=False)
+        typer.echo(f"verified: {ok}")
+
+    emit(as_json, data, text)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option(help="Bundle directory to create.")],
+    since: Annotated[
+        Path | None, typer.Option(help="End checkpoint of the previous export.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write an audit bundle for the regulator (entries, checkpoints, proof, verifier)."""
+    from yuanjian.audit import log
+
+    since_text = None
+    if since is not None:
+        if not since.is_file():
+            fail(f"{since}: no such checkpoint file (--since)")
+        since_text = since.read_text(encoding="utf-8")
+    with _instance(ctx) as inst, inst.sessions() as session:
+        try:
+            manifest = log.export_bundle(session, inst.audit, out, since_checkpoint=since_text)
+            from yuanjian.audit import service as audit_service
+
+            audit_service.record(
+                session,
+                inst.cli_actor(session),
+                "audit.export",
+                object_type="audit_bundle",
+                object_id=f"{manifest['start_size']}-{manifest['end_size']}",
+                detail={"out": str(out)},
+            )
+            session.commit()
+        except log.AuditLogError as exc:
+            fail(str(exc))
+            return
+    emit(
+        as_json,
+        manifest,
+        lambda: console.print(
+            f"Exported entries {manifest['start_size']}..{manifest['end_size'] - 1} to {out}"
+        ),
+    )
+
+
+@audit_app.command("witness-keygen")
+def audit_witness_keygen(
+    name: Annotated[str, typer.Option(help="Witness name, e.g. the regulator's domain.")],
+    out: Annotated[Path, typer.Option(help="Where to write the private key (0600).")],
+) -> None:
+    """Create the regulator's witness key; prints the public verifier key."""
+    import os
+
+    from yuanjian.audit.note import Signer
+
+    if out.exists():
+        fail(f"{out} already exists (--out)")
+    signer = Signer.generate(name)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(signer.to_skey() + "\n")
+    typer.echo(signer.verifier().to_vkey())
+
+
+@audit_app.command("witness")
+def audit_witness(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory exported by the operator.")],
+    key: Annotated[Path, typer.Option(help="The regulator's witness private key file.")],
+    log_key: Annotated[
+        str | None, typer.Option(help="The log's verifier key (pinned; default: the bundle's).")
+    ] = None,
+    state: Annotated[
+        Path | None, typer.Option(help="File holding the last checkpoint the regulator accepted.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Regulator: verify a bundle against the last accepted checkpoint and cosign its end."""
+    from yuanjian.audit import log
+    from yuanjian.audit.note import NoteError, Signer, Verifier
+    from yuanjian.audit.verify_bundle import verify_bundle
+
+    if not key.is_file():
+        fail(f"{key}: no such key file (--key)")
+    try:
+        signer = Signer.from_skey(key.read_text().strip())
+        pinned = log_key or (bundle / "verifier.key").read_text().strip()
+        Verifier.from_vkey(pinned)
+    except (NoteError, ValueError, OSError) as exc:
+        fail(f"cannot read keys: {exc}")
+        return
+    previous = state.read_bytes() if state is not None and state.exists() else None
+    result = verify_bundle(bundle, key=pinned.encode(), previous=previous)
+    if not result.ok:
+        err_console.print("[red]bundle does not verify:[/red]")
+        err_console.print(result.report(), highlight=False)
+        raise typer.Exit(result.exit_code)
+    end_note = (bundle / "checkpoint-end.txt").read_text(encoding="utf-8")
+    cosigned = log.witness_cosign(end_note, Verifier.from_vkey(pinned), signer)
+    out = bundle / "checkpoint-end.cosigned.txt"
+    out.write_text(cosigned, encoding="utf-8")
+    if state is not None:
+        tmp = state.with_suffix(".tmp")
+        tmp.write_text(end_note, encoding="utf-8")
+        tmp.replace(state)
+    emit(
+        as_json,
+        {"ok": True, "cosigned": str(out), "witness": signer.verifier().to_vkey()},
+        lambda: console.print(f"Verified and cosigned: {out}"),
+    )
+
+
+@audit_app.command("import-cosignature")
+def audit_import_cosignature(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Cosigned checkpoint returned by the regulator.")],
+    witness_key: Annotated[str, typer.Option(help="The regulator's witness verifier key.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Store the regulator's cosigned checkpoint (shown in the portal)."""
+    from yuanjian.audit import log
+    from yuanjian.audit import service as audit_service
+    from yuanjian.audit.note import NoteError, Verifier
+
+    if not file.is_file():
+        fail(f"{file}: no such file")
+    try:
+        witness = Verifier.from_vkey(witness_key)
+    except (NoteError, ValueError) as exc:
+        fail(f"--witness-key: {exc}")
+        return
+    with _instance(ctx) as inst, inst.sessions() as session:
+        try:
+            row = log.import_cosignature(session, inst.audit, file.read_text("utf-8"), witness)
+        except log.AuditLogError as exc:
+            fail(str(exc))
+            return
+        audit_service.record(
+            session,
+            inst.cli_actor(session),
+            "audit.cosignature.import",
+            object_type="audit_checkpoint",
+            object_id=row.checkpoint_id,
+            detail={"witness": witness.name},
+        )
+        session.commit()
+    emit(
+        as_json,
+        {"checkpoint_id": row.checkpoint_id, "witness": row.witness},
+        lambda: console.print(f"Imported cosignature by {row.witness}"),
     )
 
 

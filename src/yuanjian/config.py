@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     # Cookies carry the Secure flag when the portal is served over HTTPS.
     secure_cookies: bool = False
     default_language: str = "zh-CN"
+    # Audit log: checkpoint origin line, and how often checkpoints are signed.
+    audit_origin: str = "yuanjian.local/audit"
+    audit_checkpoint_every: int = Field(default=1000, ge=1)
+    audit_checkpoint_seconds: float = Field(default=60.0, gt=0)
+    # SQLite durability: NORMAL (WAL) survives process crashes; FULL also survives power loss.
+    sqlite_synchronous: str = Field(default="NORMAL", pattern="^(NORMAL|FULL)$")
 
     @field_validator("data_dir")
     @classmethod
@@ -49,6 +55,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir.parent / 'yuanjian.db'}"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """The audit log's Ed25519 signing key (signed-note format), 0600."""
+        return self.data_dir / "audit-signing.key"
 
     @property
     def secret_key_path(self) -> Path:

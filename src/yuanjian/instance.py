@@ -10,9 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from stdnum.cn import uscc
 
 from yuanjian.audit import hooks
+from yuanjian.audit import log as audit_log
 from yuanjian.config import Settings
 from yuanjian.db import migrate
 from yuanjian.db.session import make_engine, make_sessionmaker
+from yuanjian.errors import ValidationFailed
 from yuanjian.identity import service as identity
 from yuanjian.identity.actor import Actor
 from yuanjian.identity.permissions import OrgKind, Permission, Role
@@ -25,6 +27,7 @@ class Instance:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    audit: audit_log.AuditContext
 
     def cli_actor(self, session: Session) -> Actor:
         """The console operator, acting for the operator organization."""
@@ -39,8 +42,11 @@ class Instance:
 def open_instance(settings: Settings) -> Instance:
     """Connect to the metadata database and install the audit hooks (no schema changes)."""
     hooks.install()
-    engine = make_engine(settings.effective_database_url)
-    return Instance(settings, engine, make_sessionmaker(engine))
+    engine = make_engine(
+        settings.effective_database_url, sqlite_synchronous=settings.sqlite_synchronous
+    )
+    ctx = audit_log.context_for(settings)
+    return Instance(settings, engine, make_sessionmaker(engine, {audit_log.INFO_KEY: ctx}), ctx)
 
 
 @dataclass
@@ -68,10 +74,14 @@ def init_instance(
     credit_code: str | None = None,
     admin_username: str = "admin",
     admin_password: str | None = None,
+    audit_hash: str = "sha256",
 ) -> InitResult:
-    """Create the data dir and key, migrate, and create the operator org and admin once."""
+    """Create the data dir and keys, migrate, and create the operator org and admin once."""
+    if audit_hash not in ("sha256", "sm3"):
+        raise ValidationFailed("audit hash must be sha256 or sm3", field="audit_hash")
     settings.ensure_data_dir()
     settings.ensure_secret_key()
+    audit_log.ensure_signing_key(settings)
     if settings.effective_database_url.startswith("sqlite:///"):
         settings.data_dir.parent.mkdir(parents=True, exist_ok=True)
     inst = open_instance(settings)
@@ -88,6 +98,7 @@ def init_instance(
                     None,
                     existing.credit_code,
                 )
+            audit_log.choose_hash(session, audit_hash)
             actor = inst.cli_actor(session)
             org = identity.create_organization(
                 session=session,

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from yuanjian.audit.models import AuditEntry
+from yuanjian.audit.models import AuditCheckpoint, AuditCosignature, AuditEntry
 from yuanjian.errors import NotFound, ValidationFailed
 from yuanjian.identity.access import require
 from yuanjian.identity.actor import Actor
@@ -91,3 +91,57 @@ def get_entry(*, session: Session, actor: Actor, index: int) -> AuditEntry:
     if entry is None:
         raise NotFound(f"audit entry {index} not found")
     return entry
+
+
+@dataclass
+class ProofView:
+    """An entry's inclusion proof against a signed checkpoint, and whether it verifies."""
+
+    index: int
+    leaf_hash: bytes
+    tree_size: int
+    proof: list[bytes]
+    checkpoint_note: str
+    checkpoint_signature_ok: bool
+    verified: bool
+
+
+def prove(*, session: Session, actor: Actor, index: int) -> ProofView | None:
+    """Prove entry ``index`` against the latest checkpoint (None if none covers it yet)."""
+    from yuanjian.audit import log, merkle
+    from yuanjian.audit.note import NoteError, open_checkpoint
+
+    entry = get_entry(session=session, actor=actor, index=index)
+    cp = log.checkpoint_covering(session, index)
+    if cp is None:
+        return None
+    alg = log.read_head(session).alg
+    proof = log.inclusion_proof(session, index, cp.size, alg)
+    ctx: log.AuditContext | None = session.info.get(log.INFO_KEY)
+    sig_ok = False
+    if ctx is not None and ctx.verifier is not None:
+        try:
+            body, _ = open_checkpoint(cp.note, ctx.verifier)
+            sig_ok = body.root == bytes(cp.root) and body.size == cp.size
+        except (NoteError, ValueError):
+            sig_ok = False
+    leaf = merkle.leaf_hash(entry.payload.encode("utf-8"), alg=alg)
+    ok = sig_ok and merkle.verify_inclusion(leaf, index, cp.size, proof, bytes(cp.root), alg=alg)
+    return ProofView(index, leaf, cp.size, proof, cp.note, sig_ok, ok)
+
+
+def list_checkpoints(
+    *, session: Session, actor: Actor, limit: int = 50
+) -> list[tuple[AuditCheckpoint, list[AuditCosignature]]]:
+    """Recent signed checkpoints with their witness cosignatures."""
+    require(session, actor, Permission.AUDIT_READ, action="audit.checkpoints")
+    cps = list(
+        session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(limit))
+    )
+    out = []
+    for cp in cps:
+        cos = list(
+            session.scalars(select(AuditCosignature).where(AuditCosignature.checkpoint_id == cp.id))
+        )
+        out.append((cp, cos))
+    return out

@@ -7,17 +7,14 @@ change it records is; a rollback discards both.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import rfc8785
-from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from yuanjian.audit.models import AuditEntry, AuditHead
 from yuanjian.db.types import utcnow
 from yuanjian.identity.actor import Actor
 
@@ -115,42 +112,26 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def leaf_hash(data: bytes) -> bytes:
-    """RFC 6962 leaf hash H(0x00 || data)."""
-    return hashlib.sha256(b"\x00" + data).digest()
-
-
 def flush_pending(session: Session) -> int:
-    """Write the queued events with dense indexes; called by the before_commit hook."""
+    """Append the queued events to the log; called by the before_commit hook."""
     events: Sequence[AuditEvent] = session.info.pop(_PENDING, None) or []
     if not events:
         return 0
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
-    ).scalar_one_or_none()
-    if head is None:
-        raise RuntimeError("audit log head missing: run `yuanjian db upgrade`")
-    start = head.size
-    rows = []
-    for offset, event in enumerate(events):
-        index = start + offset
-        payload = canonical_bytes(entry_document(index, event))
-        rows.append(
-            {
-                "idx": index,
-                "ts": event.ts,
-                "actor_user_id": event.actor.user_id,
-                "actor_username": event.actor.username,
-                "actor_org_id": event.actor.org_id,
-                "action": event.action,
-                "object_type": event.object_type,
-                "object_id": event.object_id,
-                "outcome": event.outcome,
-                "request_id": event.actor.request_id,
-                "payload": payload.decode("utf-8"),
-                "leaf_hash": leaf_hash(payload),
-            }
-        )
-    session.execute(insert(AuditEntry), rows)
-    session.execute(update(AuditHead).where(AuditHead.id == 1).values(size=start + len(events)))
+    from yuanjian.audit import log
+
+    items = []
+    for event in events:
+        row = {
+            "ts": event.ts,
+            "actor_user_id": event.actor.user_id,
+            "actor_username": event.actor.username,
+            "actor_org_id": event.actor.org_id,
+            "action": event.action,
+            "object_type": event.object_type,
+            "object_id": event.object_id,
+            "outcome": event.outcome,
+            "request_id": event.actor.request_id,
+        }
+        items.append((row, entry_document(0, event)))
+    log.append(session, items)
     return len(events)

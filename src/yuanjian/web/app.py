@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +16,7 @@ from itsdangerous import URLSafeTimedSerializer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from yuanjian import __version__
+from yuanjian.audit import log as audit_log
 from yuanjian.config import Settings
 from yuanjian.identity.actor import Actor
 from yuanjian.instance import Instance, open_instance
@@ -103,10 +108,38 @@ async def _too_large(send: Send, rid: str, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def _checkpoint_tick(inst: Instance) -> None:
+    """Sign a checkpoint when entries have waited past the interval (any worker may do it)."""
+    with inst.sessions() as session:
+        try:
+            audit_log.checkpoint_if_due(session, inst.audit)
+        except Exception:
+            logging.getLogger("yuanjian.audit").exception("checkpoint tick failed")
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    inst: Instance = app.state.instance
+    period = min(inst.settings.audit_checkpoint_seconds, 5.0)
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(period)
+            await asyncio.to_thread(_checkpoint_tick, inst)
+
+    task = asyncio.create_task(loop()) if inst.audit.signer is not None else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+
+
 def create_app(settings: Settings, *, instance: Instance | None = None) -> FastAPI:
     """Build the application for one instance (nothing is created at import time)."""
     inst = instance or open_instance(settings)
     app = FastAPI(
+        lifespan=_lifespan,
         title="Yuanjian API",
         version=__version__,
         description="Governed data component development platform (数据元件开发平台).",

@@ -111,6 +111,32 @@ class AuditEventOut(BaseModel):
     request_id: str | None
 
 
+class AuditEventDetail(AuditEventOut):
+    payload: str = Field(description="The canonical JSON entry whose leaf hash is in the log")
+
+
+class AuditProofOut(BaseModel):
+    index: int
+    leaf_hash: str = Field(description="base64")
+    tree_size: int
+    proof: list[str] = Field(description="RFC 9162 inclusion proof, base64 hashes")
+    checkpoint: str = Field(description="The signed checkpoint (C2SP signed note)")
+    verified: bool
+
+
+class CosignatureOut(BaseModel):
+    witness: str
+    witness_key: str
+    cosigned_at: datetime
+
+
+class CheckpointOut(BaseModel):
+    size: int
+    created_at: datetime
+    note: str
+    cosignatures: list[CosignatureOut]
+
+
 class AuditPage(BaseModel):
     total: int
     offset: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import datetime
 
@@ -84,4 +85,25 @@ def audit_event(
     """One event with its canonical entry."""
     entry = query.get_entry(session=session, actor=actor, index=index)
     pretty = json.dumps(json.loads(entry.payload), ensure_ascii=False, indent=2)
-    return render(request, "audit_event.html", {"entry": entry, "pretty": pretty})
+    proof = query.prove(session=session, actor=actor, index=index)
+    return render(
+        request,
+        "audit_event.html",
+        {
+            "entry": entry,
+            "pretty": pretty,
+            "proof": proof,
+            "b64": lambda b: base64.b64encode(b).decode(),
+        },
+    )
+
+
+@router.get("/audit-checkpoints", response_class=HTMLResponse)
+def audit_checkpoints(
+    request: Request,
+    actor: Actor = Depends(requires(Permission.AUDIT_READ)),
+    session: Session = Depends(get_session),
+) -> Response:
+    """Signed checkpoints and the regulator's cosignatures."""
+    rows = query.list_checkpoints(session=session, actor=actor, limit=100)
+    return render(request, "audit_checkpoints.html", {"rows": rows})

@@ -1,0 +1,276 @@
+"""The tamper-evident log in the database: tree, checkpoints, proofs, verification, tampering."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select, text
+from typer.testing import CliRunner
+
+from yuanjian.audit import log, merkle
+from yuanjian.audit import service as audit
+from yuanjian.audit.models import AuditCheckpoint, AuditEntry
+from yuanjian.audit.note import open_checkpoint
+from yuanjian.cli import app as cli_app
+from yuanjian.config import Settings
+from yuanjian.instance import Instance
+
+
+def fill(instance: Instance, n: int, batch: int = 3) -> int:
+    """Append n events in transactions of ``batch`` events; return the log size."""
+    with instance.sessions() as s:
+        actor = instance.cli_actor(s)
+        for i in range(n):
+            audit.record(
+                s, actor, "test.fill", object_type="thing", object_id=i, detail={"i": i, "名": "值"}
+            )
+            if (i + 1) % batch == 0:
+                s.commit()
+        s.commit()
+        return log.read_head(s).size
+
+
+def tamper(instance: Instance, sql: str, **params) -> None:
+    """Change the log tables directly, as a database administrator could, bypassing triggers."""
+    with instance.engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            for t in log.APPEND_ONLY_TABLES:
+                conn.execute(text(f"ALTER TABLE {t} DISABLE TRIGGER USER"))
+            conn.execute(text(sql), params)
+            for t in log.APPEND_ONLY_TABLES:
+                conn.execute(text(f"ALTER TABLE {t} ENABLE TRIGGER USER"))
+        else:
+            trig = conn.execute(
+                text("SELECT name, sql FROM sqlite_master WHERE type='trigger'")
+            ).all()
+            for name, _ in trig:
+                conn.execute(text(f"DROP TRIGGER {name}"))
+            conn.execute(text(sql), params)
+            for _, ddl in trig:
+                conn.execute(text(ddl))
+        conn.commit()
+
+
+def verify(instance: Instance) -> log.VerifyReport:
+    with instance.sessions() as s:
+        return log.verify_log(s, instance.audit.verifier)
+
+
+def test_tree_matches_the_reference_merkle_tree(instance: Instance) -> None:
+    size = fill(instance, 37, batch=5)
+    with instance.sessions() as s:
+        payloads = list(s.scalars(select(AuditEntry.payload).order_by(AuditEntry.idx)))
+        leaves = [merkle.leaf_hash(p.encode()) for p in payloads]
+        assert len(leaves) == size
+        assert log.root_at(s, size, "sha256") == merkle.root_hash(leaves)
+        for index in range(size):
+            assert log.inclusion_proof(s, index, size, "sha256") == merkle.inclusion_proof(
+                index, leaves
+            )
+        for old in range(1, size):
+            assert log.consistency_proof(s, old, size, "sha256") == merkle.consistency_proof(
+                old, leaves
+            )
+
+
+def test_checkpoints_every_n_entries_are_signed_and_consistent(instance: Instance) -> None:
+    instance.audit.every_n = 10
+    with instance.sessions() as s:
+        start = log.read_head(s).size
+    fill(instance, 25, batch=4)
+    with instance.sessions() as s:
+        cps = list(s.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.size)))
+        assert len(cps) >= 2
+        prev = None
+        for cp in cps:
+            body, _ = open_checkpoint(cp.note, instance.audit.verifier)
+            assert body.size == cp.size and body.root == cp.root
+            assert body.origin == instance.settings.audit_origin
+            if prev is not None:
+                proof = log.consistency_proof(s, prev.size, cp.size, "sha256")
+                assert merkle.verify_consistency(prev.size, cp.size, prev.root, cp.root, proof)
+            prev = cp
+        assert cps[-1].size > start
+
+
+def test_verify_passes_on_an_untouched_log(instance: Instance) -> None:
+    fill(instance, 40)
+    with instance.sessions() as s:
+        log.issue_checkpoint(s, instance.audit)
+    fill(instance, 7)
+    report = verify(instance)
+    assert report.ok, report.problems
+    assert report.entries_checked == report.size
+    assert report.checkpoints_checked >= 1
+
+
+def test_log_tables_refuse_update_and_delete(instance: Instance) -> None:
+    fill(instance, 3)
+    with instance.sessions() as s:
+        log.issue_checkpoint(s, instance.audit)
+    for sql in (
+        "UPDATE audit_entries SET action = 'x' WHERE idx = 0",
+        "DELETE FROM audit_entries WHERE idx = 0",
+        "DELETE FROM audit_nodes",
+        "UPDATE audit_checkpoints SET note = ''",
+    ):
+        with instance.engine.connect() as conn, pytest.raises(Exception, match="append-only"):
+            conn.execute(text(sql))
+    assert verify(instance).ok
+
+
+def test_altered_entry_is_named(instance: Instance) -> None:
+    fill(instance, 30)
+    with instance.sessions() as s:
+        log.issue_checkpoint(s, instance.audit)
+        payload = s.get(AuditEntry, 17).payload
+    tamper(
+        instance,
+        "UPDATE audit_entries SET payload = :p WHERE idx = 17",
+        p=payload.replace('"test.fill"', '"test.fixd"'),
+    )
+    report = verify(instance)
+    assert not report.ok and report.first_bad_index == 17
+
+
+def test_altered_entry_with_recomputed_hashes_is_caught_by_the_tree(instance: Instance) -> None:
+    fill(instance, 30)
+    with instance.sessions() as s:
+        log.issue_checkpoint(s, instance.audit)
+        payload = s.get(AuditEntry, 9).payload.replace('"test.fill"', '"test.fixd"')
+    leaf = merkle.leaf_hash(payload.encode())
+    tamper(
+        instance,
+        "UPDATE audit_entries SET payload = :p, leaf_hash = :h WHERE idx = 9",
+        p=payload,
+        h=leaf,
+    )
+    tamper(instance, "UPDATE audit_nodes SET hash = :h WHERE level = 0 AND k = 9", h=leaf)
+    report = verify(instance)
+    assert not report.ok
+    assert report.first_bad_index is not None and report.first_bad_index <= 9
+
+
+def test_deleted_entry_is_named(instance: Instance) -> None:
+    fill(instance, 20)
+    tamper(instance, "DELETE FROM audit_entries WHERE idx = 11")
+    report = verify(instance)
+    assert not report.ok and report.first_bad_index == 11
+    assert "missing" in report.problems[0]
+
+
+def test_inserted_entry_is_named(instance: Instance) -> None:
+    size = fill(instance, 12)
+    with instance.sessions() as s:
+        row = s.get(AuditEntry, size - 1)
+        doc = json.loads(row.payload)
+    doc["index"] = size
+    forged = audit.canonical_bytes(doc).decode()
+    tamper(
+        instance,
+        "INSERT INTO audit_entries (idx, ts, actor_username, action, outcome, "
+        "payload, leaf_hash) SELECT :i, ts, actor_username, action, outcome, :p, :h "
+        "FROM audit_entries WHERE idx = :j",
+        i=size,
+        p=forged,
+        h=merkle.leaf_hash(forged.encode()),
+        j=size - 1,
+    )
+    report = verify(instance)
+    assert not report.ok and report.first_bad_index == size
+
+
+def test_reordered_entries_are_named(instance: Instance) -> None:
+    fill(instance, 20)
+    with instance.sessions() as s:
+        a, b = s.get(AuditEntry, 5), s.get(AuditEntry, 8)
+        pa, ha, pb, hb = a.payload, bytes(a.leaf_hash), b.payload, bytes(b.leaf_hash)
+    tamper(
+        instance, "UPDATE audit_entries SET payload = :p, leaf_hash = :h WHERE idx = 5", p=pb, h=hb
+    )
+    tamper(
+        instance, "UPDATE audit_entries SET payload = :p, leaf_hash = :h WHERE idx = 8", p=pa, h=ha
+    )
+    report = verify(instance)
+    assert not report.ok and report.first_bad_index == 5
+
+
+def test_forged_checkpoint_signature_fails(instance: Instance) -> None:
+    fill(instance, 5)
+    with instance.sessions() as s:
+        cp = log.issue_checkpoint(s, instance.audit)
+        note = cp.note
+    forged = note.replace(note.splitlines()[-1][-10:], "AAAAAAAAAA")
+    tamper(instance, "UPDATE audit_checkpoints SET note = :n WHERE size = :s", n=forged, s=cp.size)
+    report = verify(instance)
+    assert not report.ok and "signature" in " ".join(report.problems)
+
+
+def test_log_refuses_to_sign_an_inconsistent_checkpoint(instance: Instance) -> None:
+    fill(instance, 16)
+    with instance.sessions() as s:
+        old = log.issue_checkpoint(s, instance.audit).size
+    new = fill(instance, 5)
+    # Rewrite history below the signed checkpoint: the next checkpoint must be refused.
+    level, k = merkle.plan_consistency(old, new)[0]
+    tamper(
+        instance,
+        "UPDATE audit_nodes SET hash = :h WHERE level = :l AND k = :k",
+        h=b"\x00" * 32,
+        l=level,
+        k=k,
+    )
+    with instance.sessions() as s, pytest.raises(log.AuditLogError, match="not consistent"):
+        log.issue_checkpoint(s, instance.audit)
+
+
+def test_cli_verify_exits_1_naming_the_index(instance: Instance, settings: Settings) -> None:
+    fill(instance, 15)
+    env = {
+        "YUANJIAN_DATA_DIR": str(settings.data_dir),
+        "YUANJIAN_DATABASE_URL": settings.effective_database_url,
+    }
+    runner = CliRunner()
+    ok = runner.invoke(cli_app, ["audit", "verify", "--json"], env=env)
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["ok"] is True
+    tamper(instance, "DELETE FROM audit_entries WHERE idx = 4")
+    bad = runner.invoke(cli_app, ["audit", "verify"], env=env)
+    assert bad.exit_code == 1
+    assert "index 4" in bad.output
+    proof = runner.invoke(cli_app, ["audit", "prove", "2", "--json"], env=env)
+    assert proof.exit_code == 0, proof.output
+    assert json.loads(proof.output)["verified"] is True
+
+
+def test_sm3_log(tmp_path, empty_db_url: str) -> None:
+    from yuanjian.instance import init_instance, open_instance
+
+    settings = Settings(data_dir=tmp_path / "data", database_url=empty_db_url)
+    init_instance(settings, admin_password="Admin-pass-2026", audit_hash="sm3")
+    inst = open_instance(settings)
+    try:
+        fill(inst, 9)
+        with inst.sessions() as s:
+            head = log.read_head(s)
+            assert head.alg == "sm3"
+            payloads = list(s.scalars(select(AuditEntry.payload).order_by(AuditEntry.idx)))
+            leaves = [merkle.leaf_hash(p.encode(), alg="sm3") for p in payloads]
+            assert log.root_at(s, head.size, "sm3") == merkle.root_hash(leaves, alg="sm3")
+            assert log.root_at(s, head.size, "sm3") != merkle.root_hash(
+                [merkle.leaf_hash(p.encode()) for p in payloads]
+            )
+            log.issue_checkpoint(s, inst.audit)
+        with inst.sessions() as s:
+            assert log.verify_log(s, inst.audit.verifier).ok
+    finally:
+        inst.dispose()
+
+
+def test_signing_key_is_private(settings: Settings) -> None:
+    mode = settings.audit_key_path.stat().st_mode & 0o777
+    assert mode == 0o600
+    settings.audit_key_path.chmod(0o644)
+    with pytest.raises(log.AuditLogError, match="0600"):
+        log.load_signing_key(settings)
