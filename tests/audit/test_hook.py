@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from tests.conftest import credit_code
@@ -79,3 +82,26 @@ def test_indexes_are_dense_and_ordered(instance: Instance) -> None:
 def test_unknown_outcome_is_refused(instance: Instance) -> None:
     with instance.sessions() as s, pytest.raises(ValueError):
         audit.record(s, instance.cli_actor(s), "x", outcome="maybe")
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**60), 2**60)
+    | st.text()
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), json_values, max_size=6))
+def test_fast_canonical_json_equals_rfc8785(doc: dict) -> None:
+    try:
+        expected = rfc8785.dumps(doc)
+    except rfc8785.CanonicalizationError:
+        return
+    assert audit.canonical_bytes(doc) == expected

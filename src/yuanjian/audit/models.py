@@ -31,7 +31,10 @@ class AuditEntry(Base):
 
 
 class AuditNode(Base):
-    """A complete subtree hash: (level, k) covers leaves [k·2^level, (k+1)·2^level)."""
+    """An inner subtree hash: (level ≥ 1, k) covers leaves [k·2^level, (k+1)·2^level).
+
+    Level-0 nodes are not stored here: they are the entries' ``leaf_hash``.
+    """
 
     __tablename__ = "audit_nodes"
 

@@ -7,6 +7,8 @@ change it records is; a rollback discards both.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +36,8 @@ class AuditEvent:
     object_id: str | None = None
     purpose: str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
+    # True when the entry can take the fast canonical-JSON path (see canonical_bytes).
+    plain: bool = True
 
 
 def record(
@@ -58,8 +62,8 @@ def record(
         object_type=object_type,
         object_id=None if object_id is None else str(object_id),
         purpose=purpose,
-        detail=dict(detail or {}),
     )
+    event.detail, event.plain = _canonical_detail(detail or {})
     session.info.setdefault(_PENDING, []).append(event)
     return event
 
@@ -87,29 +91,62 @@ def entry_document(index: int, event: AuditEvent) -> dict[str, Any]:
         "purpose": event.purpose,
         "outcome": event.outcome,
         "request_id": actor.request_id,
-        "detail": _jsonable(event.detail),
+        "detail": event.detail,
     }
 
 
-def canonical_bytes(document: Mapping[str, Any]) -> bytes:
-    """RFC 8785 canonical JSON of an entry document."""
+def canonical_bytes(document: Mapping[str, Any], *, plain: bool | None = None) -> bytes:
+    """RFC 8785 canonical JSON of an entry document.
+
+    Documents without floats, integers beyond 2^53 or non-BMP/surrogate characters in keys
+    serialize identically under ``json.dumps(sort_keys=True)`` (same escapes, same key order),
+    about 10x faster than the pure-Python ``rfc8785`` package; anything else goes through
+    rfc8785. ``plain`` is the caller's knowledge of that (computed once per event).
+    """
+    if plain is None:
+        plain = _canonical_detail(document)[1]
+    if plain:
+        return json.dumps(
+            document, ensure_ascii=False, sort_keys=True, separators=(",", ":")
+        ).encode("utf-8")
     return rfc8785.dumps(document)
 
 
-def _jsonable(value: Any) -> Any:
-    # Detail values come from services; make dates, sets and enums canonical-JSON friendly.
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        items = [_jsonable(v) for v in value]
-        return sorted(items, key=str) if isinstance(value, set | frozenset) else items
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bool | int | str) or value is None:
-        return value
+_MAX_SAFE_INT = 2**53 - 1
+
+
+def _canonical_detail(value: Any) -> tuple[Any, bool]:
+    """Make a detail value canonical-JSON friendly; also say whether the fast path is exact."""
+    if isinstance(value, str) or value is None or isinstance(value, bool):
+        return value, True
+    if isinstance(value, int):
+        return value, -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
     if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else None
-    return str(value)
+        # NaN and infinities have no JSON form; any float needs ES6 number formatting.
+        return (value if math.isfinite(value) else None), not math.isfinite(value)
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        plain = True
+        for k, v in value.items():
+            key = str(k)
+            if not key.isascii() and any(c >= "\ud800" for c in key):
+                plain = False
+            out[key], p = _canonical_detail(v)
+            plain = plain and p
+        return out, plain
+    if isinstance(value, list | tuple | set | frozenset):
+        items = []
+        plain = True
+        for v in value:
+            c, p = _canonical_detail(v)
+            items.append(c)
+            plain = plain and p
+        if isinstance(value, set | frozenset):
+            items.sort(key=str)
+        return items, plain
+    if isinstance(value, datetime):
+        return value.isoformat(), True
+    return str(value), True
 
 
 def flush_pending(session: Session) -> int:
@@ -132,6 +169,6 @@ def flush_pending(session: Session) -> int:
             "outcome": event.outcome,
             "request_id": event.actor.request_id,
         }
-        items.append((row, entry_document(0, event)))
+        items.append((row, entry_document(0, event), event.plain))
     log.append(session, items)
     return len(events)

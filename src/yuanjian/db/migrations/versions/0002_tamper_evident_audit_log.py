@@ -106,7 +106,9 @@ def _backfill_tree() -> None:
         if idx != size:
             raise RuntimeError(f"audit entry {size} is missing; cannot build the tree")
         nodes, frontier = merkle.append_leaves(size, [bytes(leaf)], frontier)
-        op.bulk_insert(nodes_table, [{"level": lv, "k": k, "hash": h} for lv, k, h in nodes])
+        inner = [{"level": lv, "k": k, "hash": h} for lv, k, h in nodes if lv > 0]
+        if inner:
+            op.bulk_insert(nodes_table, inner)
     bind.execute(
         sa.text("UPDATE audit_head SET frontier = :f WHERE id = 1"), {"f": b"".join(frontier)}
     )
