@@ -20,8 +20,12 @@ def test_every_role_has_permissions_and_an_org_kind() -> None:
 
 
 def test_only_the_operator_admin_administers() -> None:
-    admin_perms = {Permission.ORG_CREATE, Permission.USER_CREATE, Permission.USER_DISABLE,
-                   Permission.ORG_SUSPEND}
+    admin_perms = {
+        Permission.ORG_CREATE,
+        Permission.USER_CREATE,
+        Permission.USER_DISABLE,
+        Permission.ORG_SUSPEND,
+    }
     for role in Role:
         granted = admin_perms & ROLE_PERMISSIONS[role]
         assert (granted == admin_perms) if role == Role.OPERATOR_ADMIN else not granted, role
