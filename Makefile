@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean
+ORACLE := .venv-oracle/.installed
+
+.PHONY: run test lint venv oracle clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +16,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# pycanon (the anonymity oracle of the privacy tests) pins its own numpy/typer: separate venv.
+$(ORACLE):
+	test -x .venv-oracle/bin/python || $(PYTHON) -m venv .venv-oracle
+	.venv-oracle/bin/python -m pip install -q pycanon==1.3.6 pyarrow==26.0.1
+	touch $(ORACLE)
+
+oracle: $(ORACLE)
+
 run: venv
 	$(BIN)/yuanjian init
 	$(BIN)/yuanjian serve
@@ -22,7 +32,7 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint oracle
 	@echo "== test suite on SQLite =="
 	$(BIN)/pytest -q
 	@echo "== database tests on PostgreSQL (127.0.0.1:5432) =="
