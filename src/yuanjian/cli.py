@@ -34,11 +34,15 @@ orgs_app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+resources_app = typer.Typer(
+    help="Data resources: registry, ingestion, classification.", no_args_is_help=True
+)
 app.add_typer(users_app, name="users")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
+app.add_typer(resources_app, name="resources")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -691,6 +695,404 @@ def audit_import_cosignature(
         {"checkpoint_id": row.checkpoint_id, "witness": row.witness},
         lambda: console.print(f"Imported cosignature by {row.witness}"),
     )
+
+
+# ---------------------------------------------------------------- resources
+
+
+def _resource_dict(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "code": r.code,
+        "title": r.title,
+        "kind": r.kind,
+        "source": r.source,
+        "cadence": r.cadence,
+        "grade": r.grade,
+        "status": r.status,
+        "current_version_id": r.current_version_id,
+    }
+
+
+def _resource_id(session: Session, code: str) -> int:
+    from yuanjian.resources import service as resources
+
+    res = resources.find_resource(session, code)
+    if res is None:
+        fail(f"no resource with code {code!r} (code)")
+    assert res is not None
+    return res.id
+
+
+@resources_app.command("create")
+def resources_create(
+    ctx: typer.Context,
+    code: Annotated[str, typer.Option(help="Code name (a SQL table name), e.g. tax_filing.")],
+    title: Annotated[str, typer.Option(help="Title, e.g. 企业纳税申报.")],
+    kind: Annotated[str, typer.Option(help="public or social.")],
+    source: Annotated[str, typer.Option(help="Source department or organization.")],
+    cadence: Annotated[str, typer.Option(help="Update cadence: daily, monthly, ...")] = "monthly",
+    subject_type: Annotated[str | None, typer.Option(help="person or enterprise.")] = None,
+    subject_key: Annotated[str | None, typer.Option(help="Subject key field.")] = None,
+    steward: Annotated[str | None, typer.Option(help="Owning data steward's username.")] = None,
+    bad_rows: Annotated[str, typer.Option(help="quarantine or reject.")] = "quarantine",
+    max_bad_ratio: Annotated[float, typer.Option(help="Reject above this share.")] = 0.01,
+    description: Annotated[str | None, typer.Option(help="Free description.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a data resource."""
+    from yuanjian.resources import service as resources
+
+    res = run_service(
+        ctx,
+        lambda s, a: resources.register_resource(
+            session=s,
+            actor=a,
+            code=code,
+            title=title,
+            kind=kind,
+            source=source,
+            cadence=cadence,
+            subject_type=subject_type,
+            subject_key=subject_key,
+            steward_username=steward,
+            bad_row_policy=bad_rows,
+            max_bad_ratio=max_bad_ratio,
+            description=description,
+        ),
+    )
+    emit(as_json, _resource_dict(res), lambda: console.print(f"Registered {res.code} ({res.id})"))
+
+
+@resources_app.command("provenance")
+def resources_provenance(
+    ctx: typer.Context,
+    code: Annotated[str, typer.Argument(help="Resource code.")],
+    source_org: Annotated[str, typer.Option(help="Organization the data comes from.")],
+    legal_basis: Annotated[str, typer.Option(help="Legal basis of the collection.")],
+    document: Annotated[Path, typer.Option(help="Authorization document (stored by hash).")],
+    valid_from: Annotated[str, typer.Option(help="YYYY-MM-DD.")],
+    valid_to: Annotated[str, typer.Option(help="YYYY-MM-DD.")],
+    use: Annotated[list[str], typer.Option(help="Allowed use (repeatable).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Record a social resource's provenance and authorization (Art. 13)."""
+    from datetime import date
+
+    from yuanjian.resources import service as resources
+
+    try:
+        start, end = date.fromisoformat(valid_from), date.fromisoformat(valid_to)
+    except ValueError as exc:
+        fail(f"dates must be YYYY-MM-DD ({exc})")
+        return
+    if not document.is_file():
+        fail(f"{document}: no such file (document)")
+    settings = _settings(ctx)
+    prov = run_service(
+        ctx,
+        lambda s, a: resources.set_provenance(
+            session=s,
+            actor=a,
+            data_dir=settings.data_dir,
+            resource_id=_resource_id(s, code),
+            source_org=source_org,
+            legal_basis=legal_basis,
+            document_name=document.name,
+            document=document.read_bytes(),
+            valid_from=start,
+            valid_to=end,
+            allowed_uses=use,
+        ),
+    )
+    emit(
+        as_json,
+        {
+            "resource": code,
+            "document_sha256": prov.document_hash,
+            "valid_to": prov.valid_to.isoformat(),
+        },
+        lambda: console.print(f"Provenance recorded for {code} (document {prov.document_hash})"),
+    )
+
+
+@resources_app.command("ingest")
+def resources_ingest(
+    ctx: typer.Context,
+    code: Annotated[str, typer.Argument(help="Resource code.")],
+    file: Annotated[Path | None, typer.Argument(help="CSV, XLSX, Parquet or JSONL file.")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="csv, xlsx, parquet, jsonl.")] = None,
+    encoding: Annotated[str | None, typer.Option(help="Override encoding detection.")] = None,
+    delimiter: Annotated[str | None, typer.Option(help="Override delimiter sniffing.")] = None,
+    sheet: Annotated[str | None, typer.Option(help="XLSX sheet name.")] = None,
+    url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of an external database.")] = None,
+    table: Annotated[str | None, typer.Option(help="Table in the external database.")] = None,
+    query: Annotated[str | None, typer.Option(help="Query in the external database.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ingest a new version of a resource (streamed; progress bar on the terminal)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from yuanjian.resources import service as resources
+    from yuanjian.resources.readers import Source
+
+    if (file is None) == (url is None):
+        fail("give a file, or --url with --table or --query")
+    if file is not None and not file.exists():
+        fail(f"{file}: no such file")
+    source = Source(
+        path=file,
+        format=fmt,
+        url=url,
+        table=table,
+        query=query,
+        sheet=sheet,
+        encoding=encoding,
+        delimiter=delimiter,
+    )
+    settings = _settings(ctx)
+    total = file.stat().st_size if file is not None else None
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn() if total else "{task.completed} rows",
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=as_json,
+    ) as bar:
+        task = bar.add_task(f"ingest {code}", total=total)
+
+        def progress(done: int) -> None:
+            bar.update(task, completed=done)
+
+        version = run_service(
+            ctx,
+            lambda s, a: resources.ingest(
+                session=s,
+                actor=a,
+                data_dir=settings.data_dir,
+                resource_id=_resource_id(s, code),
+                source=source,
+                progress=progress,
+            ),
+        )
+    data = {
+        "resource": code,
+        "version": version.number,
+        "status": version.status,
+        "rows": version.rows,
+        "bad_rows": version.bad_rows,
+        "sha256": version.content_hash,
+        "schema_diff": version.schema_diff,
+        "rejects": version.rejects_path,
+    }
+
+    def text() -> None:
+        console.print(
+            f"{code} version {version.number}: {version.rows} rows, "
+            f"{version.bad_rows} bad rows quarantined, status {version.status}"
+        )
+        if version.rejects_path:
+            console.print(f"  rejects: {version.rejects_path}")
+        if version.breaking:
+            console.print(
+                "  [yellow]breaking schema change[/yellow] (dropped or retyped "
+                f"columns): confirm with `yuanjian resources confirm {code} "
+                f"{version.number}`"
+            )
+
+    emit(as_json, data, text)
+
+
+@resources_app.command("confirm")
+def resources_confirm(
+    ctx: typer.Context,
+    code: Annotated[str, typer.Argument(help="Resource code.")],
+    version: Annotated[int, typer.Argument(help="Version number awaiting confirmation.")],
+) -> None:
+    """Accept a breaking schema change (steward)."""
+    from sqlalchemy import select
+
+    from yuanjian.resources import service as resources
+    from yuanjian.resources.models import ResourceVersion
+
+    def call(s: Session, a: Actor) -> Any:
+        rid = _resource_id(s, code)
+        v = s.scalar(
+            select(ResourceVersion).where(
+                ResourceVersion.resource_id == rid, ResourceVersion.number == version
+            )
+        )
+        if v is None:
+            fail(f"{code} has no version {version} (version)")
+        return resources.confirm_version(session=s, actor=a, version_id=v.id)
+
+    v = run_service(ctx, call)
+    console.print(f"{code} version {v.number} is now current")
+
+
+@resources_app.command("list")
+def resources_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List resources."""
+    from yuanjian.resources import service as resources
+
+    rows = run_service(ctx, lambda s, a: resources.list_resources(session=s, actor=a))
+
+    def text() -> None:
+        t = Table("code", "title", "kind", "source", "grade", "version")
+        for r in rows:
+            t.add_row(
+                r.code, r.title, r.kind, r.source, r.grade or "-", str(r.current_version_id or "-")
+            )
+        console.print(t)
+
+    emit(as_json, [_resource_dict(r) for r in rows], text)
+
+
+@resources_app.command("show")
+def resources_show(
+    ctx: typer.Context,
+    code: Annotated[str, typer.Argument(help="Resource code.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a resource's fields with their classification and grade."""
+    from yuanjian.resources import service as resources
+
+    view = run_service(
+        ctx,
+        lambda s, a: resources.resource_view(session=s, actor=a, resource_id=_resource_id(s, code)),
+    )
+    fields = [
+        {
+            "name": f.name,
+            "type": f.data_type,
+            "label": f.label,
+            "personal": f.personal,
+            "sensitive": f.sensitive,
+            "grade": f.grade,
+            "overridden": bool(f.override),
+            "present": f.present,
+        }
+        for f in view.fields
+    ]
+
+    def text() -> None:
+        console.print(
+            f"{view.resource.code}: {view.resource.title} (grade {view.resource.grade or '-'})"
+        )
+        t = Table("field", "type", "label", "PI", "SPI", "grade", "override")
+        for f in fields:
+            if f["present"]:
+                t.add_row(
+                    f["name"],
+                    f["type"],
+                    f["label"],
+                    "yes" if f["personal"] else "",
+                    "yes" if f["sensitive"] else "",
+                    f["grade"],
+                    "yes" if f["overridden"] else "",
+                )
+        console.print(t)
+
+    emit(as_json, {**_resource_dict(view.resource), "fields": fields}, text)
+
+
+@resources_app.command("override")
+def resources_override(
+    ctx: typer.Context,
+    code: Annotated[str, typer.Argument(help="Resource code.")],
+    field: Annotated[str, typer.Argument(help="Field name.")],
+    reason: Annotated[str, typer.Option(help="Why (audited).")],
+    label: Annotated[str | None, typer.Option(help="Classification label.")] = None,
+    grade: Annotated[str | None, typer.Option(help="general, important or core.")] = None,
+    personal: Annotated[bool | None, typer.Option(help="Personal information.")] = None,
+    sensitive: Annotated[bool | None, typer.Option(help="Sensitive PI.")] = None,
+    clear: Annotated[bool, typer.Option(help="Remove the override.")] = False,
+) -> None:
+    """Override a field's classification (steward)."""
+    from yuanjian.resources import service as resources
+
+    override = (
+        None
+        if clear
+        else {
+            k: v
+            for k, v in {
+                "label": label,
+                "grade": grade,
+                "personal": personal,
+                "sensitive": sensitive,
+            }.items()
+            if v is not None
+        }
+    )
+    f = run_service(
+        ctx,
+        lambda s, a: resources.override_field(
+            session=s,
+            actor=a,
+            resource_id=_resource_id(s, code),
+            field_name=field,
+            override=override,
+            reason=reason,
+        ),
+    )
+    console.print(f"{code}.{f.name}: {f.label}, grade {f.grade}")
+
+
+@app.command("demo-data")
+def demo_data(
+    scale: Annotated[int, typer.Option(help="Number of enterprises (other tables scale with it).")],
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same bytes).")] = 20261203,
+    fmt: Annotated[str, typer.Option("--format", help="parquet, csv or both: parquet,csv")] = (
+        "parquet"
+    ),
+    encoding: Annotated[str, typer.Option(help="CSV encoding: utf-8, gbk, gb18030.")] = "utf-8",
+    headers: Annotated[str, typer.Option(help="CSV headers: en or zh.")] = "en",
+    dirty: Annotated[float, typer.Option(help="Share of dirty CSV rows.")] = 0.0,
+    table: Annotated[list[str] | None, typer.Option(help="Only these tables.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate synthetic city data (enterprises, tax, social insurance, utilities, ...)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress
+
+    from yuanjian.demo import citydata
+
+    bars: dict[str, Any] = {}
+    try:
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            console=err_console,
+            disable=as_json,
+        ) as bar:
+
+            def progress(name: str, done: int, total: int) -> None:
+                if name not in bars:
+                    bars[name] = bar.add_task(name, total=total)
+                bar.update(bars[name], completed=done, total=total)
+
+            info = citydata.generate(
+                out,
+                scale=scale,
+                seed=seed,
+                formats=tuple(f.strip() for f in fmt.split(",")),
+                csv_encoding=encoding,
+                csv_headers=headers,
+                dirty_ratio=dirty,
+                tables=table,
+                progress=progress,
+            )
+    except ValueError as exc:
+        fail(str(exc))
+        return
+    data = {
+        n: {"rows": t.rows, "files": {k: str(v) for k, v in t.paths.items()}}
+        for n, t in info.items()
+    }
+    emit(as_json, data, lambda: [console.print(f"{n}: {t.rows} rows") for n, t in info.items()])
 
 
 def main() -> None:

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     api_token_days: int = 90
     # Refuse request bodies above this size (bytes) before parsing them.
     max_body_bytes: int = 2 * 1024 * 1024
+    # File uploads for ingestion are streamed to disk and may be much larger.
+    max_upload_bytes: int = 20 * 1024**3
     # Cookies carry the Secure flag when the portal is served over HTTPS.
     secure_cookies: bool = False
     default_language: str = "zh-CN"

@@ -25,3 +25,4 @@ def import_all_models() -> None:
     # Imported for their side effect of registering tables on Base.metadata.
     from yuanjian.audit import models as _audit  # noqa: F401
     from yuanjian.identity import models as _identity  # noqa: F401
+    from yuanjian.resources import models as _resources  # noqa: F401

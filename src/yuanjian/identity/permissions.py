@@ -47,6 +47,12 @@ class Permission(StrEnum):
     USER_CREATE = "user.create"
     USER_DISABLE = "user.disable"
     TOKEN_REVOKE_ANY = "token.revoke_any"
+    # Data resources
+    RESOURCE_READ = "resource.read"
+    RESOURCE_READ_VALUES = "resource.read_values"
+    RESOURCE_MANAGE = "resource.manage"
+    RESOURCE_INGEST = "resource.ingest"
+    CLASSIFICATION_EDIT = "classification.edit"
     # Audit log
     AUDIT_READ = "audit.read"
     AUDIT_EXPORT = "audit.export"
@@ -54,8 +60,15 @@ class Permission(StrEnum):
 
 
 _EVERYONE = frozenset(
-    {Permission.PROFILE_READ, Permission.TOKEN_MANAGE_OWN, Permission.ORG_READ_OWN}
+    {
+        Permission.PROFILE_READ,
+        Permission.TOKEN_MANAGE_OWN,
+        Permission.ORG_READ_OWN,
+        Permission.RESOURCE_READ,
+    }
 )
+# Operator staff and oversight roles may see profile values (min/max/top); developers never.
+_SEES_VALUES = frozenset({Permission.RESOURCE_READ_VALUES})
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OPERATOR_ADMIN: _EVERYONE
@@ -71,9 +84,21 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.USER_DISABLE,
         Permission.TOKEN_REVOKE_ANY,
         Permission.AUDIT_EXPORT,
+        Permission.RESOURCE_MANAGE,
+    }
+    | _SEES_VALUES,
+    Role.OPERATOR_REVIEWER: _EVERYONE
+    | _SEES_VALUES
+    | {Permission.ORG_READ_ALL, Permission.USER_READ_OWN_ORG},
+    Role.OPERATOR_DATA_STEWARD: _EVERYONE
+    | _SEES_VALUES
+    | {
+        Permission.ORG_READ_ALL,
+        Permission.USER_READ_OWN_ORG,
+        Permission.RESOURCE_MANAGE,
+        Permission.RESOURCE_INGEST,
+        Permission.CLASSIFICATION_EDIT,
     },
-    Role.OPERATOR_REVIEWER: _EVERYONE | {Permission.ORG_READ_ALL, Permission.USER_READ_OWN_ORG},
-    Role.OPERATOR_DATA_STEWARD: _EVERYONE | {Permission.ORG_READ_ALL, Permission.USER_READ_OWN_ORG},
     Role.COMPONENT_DEVELOPER: _EVERYONE | {Permission.USER_READ_OWN_ORG},
     Role.PRODUCT_DEVELOPER: _EVERYONE | {Permission.USER_READ_OWN_ORG},
     Role.THIRD_PARTY_REVIEWER: _EVERYONE | {Permission.USER_READ_OWN_ORG},
@@ -84,7 +109,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.USER_READ_OWN_ORG,
         Permission.AUDIT_READ,
         Permission.AUDIT_WITNESS,
-    },
+    }
+    | _SEES_VALUES,
     Role.AUDITOR: _EVERYONE
     | {
         Permission.ORG_READ_ALL,
@@ -92,7 +118,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.USER_READ_OWN_ORG,
         Permission.AUDIT_READ,
         Permission.AUDIT_EXPORT,
-    },
+    }
+    | _SEES_VALUES,
 }
 
 # Which roles a user of each kind of organization may hold.

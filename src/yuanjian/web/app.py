@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,19 +25,23 @@ from yuanjian.instance import Instance, open_instance
 from yuanjian.web import errors
 from yuanjian.web.api import audit as audit_api
 from yuanjian.web.api import identity as identity_api
+from yuanjian.web.api import resources as resources_api
 from yuanjian.web.deps import iter_api_routes, public, route_access
 from yuanjian.web.ui import audit as audit_ui
+from yuanjian.web.ui import resources as resources_ui
 from yuanjian.web.ui import routes as ui_routes
 
 STATIC_DIR = Path(__file__).parent / "static"
+UPLOAD_PATH = re.compile(r"^(/api/v1)?/resources/\d+/ingest$")
 
 
 class RequestContextMiddleware:
     """Assigns a request id and refuses bodies larger than the configured limit (413)."""
 
-    def __init__(self, app: ASGIApp, max_body: int) -> None:
+    def __init__(self, app: ASGIApp, max_body: int, max_upload: int) -> None:
         self.app = app
         self.max_body = max_body
+        self.max_upload = max_upload
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,10 +51,17 @@ class RequestContextMiddleware:
         rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or secrets.token_hex(8)
         scope.setdefault("state", {})["request_id"] = rid
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
-            await _too_large(send, rid, self.max_body)
+        # File uploads (ingestion) stream to disk under their own, larger limit.
+        upload = UPLOAD_PATH.match(scope.get("path", "")) is not None
+        limit = self.max_upload if upload else self.max_body
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _too_large(send, rid, limit)
             return
-        if length is None and scope.get("method") in ("POST", "PUT", "PATCH", "DELETE"):
+        if (
+            length is None
+            and not upload
+            and scope.get("method") in ("POST", "PUT", "PATCH", "DELETE")
+        ):
             # No declared length (chunked): buffer up to the limit so the answer can still be 413.
             messages: list[Message] = []
             size = 0
@@ -133,6 +146,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if task is not None:
             task.cancel()
+        app.state.ingest_pool.shutdown(wait=False, cancel_futures=True)
 
 
 def create_app(settings: Settings, *, instance: Instance | None = None) -> FastAPI:
@@ -151,8 +165,12 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.state.cookie_signer = URLSafeTimedSerializer(
         settings.load_secret_key(), salt="yuanjian.session"
     )
+    # Ingestion runs off the request thread, one at a time per server process.
+    app.state.ingest_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
     errors.install(app)
     app.include_router(identity_api.router)
+    app.include_router(resources_api.router)
+    app.include_router(resources_ui.router)
     app.include_router(audit_api.router)
     app.include_router(ui_routes.router)
     app.include_router(audit_ui.router)
@@ -164,7 +182,11 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _check_every_route_declares_access(app)
-    app.add_middleware(RequestContextMiddleware, max_body=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body=settings.max_body_bytes,
+        max_upload=settings.max_upload_bytes,
+    )
     return app
 
 
