@@ -24,5 +24,7 @@ def import_all_models() -> None:
     """Import every capability's models so ``Base.metadata`` is complete."""
     # Imported for their side effect of registering tables on Base.metadata.
     from yuanjian.audit import models as _audit  # noqa: F401
+    from yuanjian.components import models as _components  # noqa: F401
     from yuanjian.identity import models as _identity  # noqa: F401
     from yuanjian.resources import models as _resources  # noqa: F401
+    from yuanjian.reviews import models as _reviews  # noqa: F401

@@ -53,6 +53,17 @@ class Permission(StrEnum):
     RESOURCE_MANAGE = "resource.manage"
     RESOURCE_INGEST = "resource.ingest"
     CLASSIFICATION_EDIT = "classification.edit"
+    # Design specs and reviews
+    SPEC_READ_OWN = "spec.read_own"
+    SPEC_READ_ALL = "spec.read_all"
+    SPEC_SUBMIT_COMPONENT = "spec.submit_component"
+    SPEC_SUBMIT_PRODUCT = "spec.submit_product"
+    SPEC_QUEUE = "spec.queue"
+    SPEC_ASSIGN = "spec.assign"
+    SPEC_REVIEW = "spec.review"
+    AGREEMENT_MANAGE = "agreement.manage"
+    AGREEMENT_SIGN = "agreement.sign"
+    POLICY_EDIT = "policy.edit"
     # Audit log
     AUDIT_READ = "audit.read"
     AUDIT_EXPORT = "audit.export"
@@ -85,11 +96,22 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.TOKEN_REVOKE_ANY,
         Permission.AUDIT_EXPORT,
         Permission.RESOURCE_MANAGE,
+        Permission.SPEC_READ_ALL,
+        Permission.SPEC_QUEUE,
+        Permission.SPEC_ASSIGN,
+        Permission.AGREEMENT_MANAGE,
+        Permission.POLICY_EDIT,
     }
     | _SEES_VALUES,
     Role.OPERATOR_REVIEWER: _EVERYONE
     | _SEES_VALUES
-    | {Permission.ORG_READ_ALL, Permission.USER_READ_OWN_ORG},
+    | {
+        Permission.ORG_READ_ALL,
+        Permission.USER_READ_OWN_ORG,
+        Permission.SPEC_READ_ALL,
+        Permission.SPEC_QUEUE,
+        Permission.SPEC_REVIEW,
+    },
     Role.OPERATOR_DATA_STEWARD: _EVERYONE
     | _SEES_VALUES
     | {
@@ -98,10 +120,24 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.RESOURCE_MANAGE,
         Permission.RESOURCE_INGEST,
         Permission.CLASSIFICATION_EDIT,
+        Permission.SPEC_READ_ALL,
     },
-    Role.COMPONENT_DEVELOPER: _EVERYONE | {Permission.USER_READ_OWN_ORG},
-    Role.PRODUCT_DEVELOPER: _EVERYONE | {Permission.USER_READ_OWN_ORG},
-    Role.THIRD_PARTY_REVIEWER: _EVERYONE | {Permission.USER_READ_OWN_ORG},
+    Role.COMPONENT_DEVELOPER: _EVERYONE
+    | {
+        Permission.USER_READ_OWN_ORG,
+        Permission.SPEC_READ_OWN,
+        Permission.SPEC_SUBMIT_COMPONENT,
+        Permission.AGREEMENT_SIGN,
+    },
+    Role.PRODUCT_DEVELOPER: _EVERYONE
+    | {
+        Permission.USER_READ_OWN_ORG,
+        Permission.SPEC_READ_OWN,
+        Permission.SPEC_SUBMIT_PRODUCT,
+        Permission.AGREEMENT_SIGN,
+    },
+    Role.THIRD_PARTY_REVIEWER: _EVERYONE
+    | {Permission.USER_READ_OWN_ORG, Permission.SPEC_QUEUE, Permission.SPEC_REVIEW},
     Role.REGULATOR_VIEWER: _EVERYONE
     | {
         Permission.ORG_READ_ALL,
@@ -109,6 +145,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.USER_READ_OWN_ORG,
         Permission.AUDIT_READ,
         Permission.AUDIT_WITNESS,
+        Permission.SPEC_READ_ALL,
     }
     | _SEES_VALUES,
     Role.AUDITOR: _EVERYONE
@@ -118,6 +155,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.USER_READ_OWN_ORG,
         Permission.AUDIT_READ,
         Permission.AUDIT_EXPORT,
+        Permission.SPEC_READ_ALL,
     }
     | _SEES_VALUES,
 }

@@ -1,0 +1,47 @@
+"""Tables of the component catalog: components and their published versions (Art. 16–17)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from yuanjian.db.base import Base
+from yuanjian.db.types import UTCDateTime, utcnow
+
+
+class Component(Base):
+    """A data component (dataset or feature) owned by its developer organization."""
+
+    __tablename__ = "components"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(16))  # dataset | feature
+    subject_type: Mapped[str] = mapped_column(String(16))
+    owner_org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    spec_id: Mapped[int | None] = mapped_column(ForeignKey("specs.id"))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ComponentVersion(Base):
+    """A published version in the catalog: output schema, grade, scenarios, lineage."""
+
+    __tablename__ = "component_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    component_id: Mapped[int] = mapped_column(ForeignKey("components.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # published | deprecated | retired
+    output_schema: Mapped[list[dict]] = mapped_column(JSON)
+    grade: Mapped[str] = mapped_column(String(16))
+    scenarios: Mapped[list[str]] = mapped_column(JSON)
+    delivery_modes: Mapped[list[str]] = mapped_column(JSON)
+    metadata_: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+    description: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("component_id", "number"),)
