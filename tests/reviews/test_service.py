@@ -243,23 +243,21 @@ def test_unassigned_reviewer_and_developers_are_refused(instance: Instance, cast
     _assign(instance, cast, rev.id, "reviewer-a")
     with pytest.raises(PermissionDenied):
         _act(instance, cast.senior, rev.id, "start_review")  # not assigned
-    with pytest.raises(PermissionDenied):
-        with instance.sessions() as s:
-            reviews.assign(
-                session=s,
-                actor=cast.reviewer,
-                revision_id=rev.id,
-                reviewer_username="reviewer-senior",
-                expected_version=_v(instance, rev.id),
-            )
-    with pytest.raises(PermissionDenied):
-        with instance.sessions() as s:
-            reviews.create_spec(
-                session=s,
-                actor=cast.reviewer,
-                kind="component",
-                document=component_doc(code="other_code"),
-            )
+    with pytest.raises(PermissionDenied), instance.sessions() as s:
+        reviews.assign(
+            session=s,
+            actor=cast.reviewer,
+            revision_id=rev.id,
+            reviewer_username="reviewer-senior",
+            expected_version=_v(instance, rev.id),
+        )
+    with pytest.raises(PermissionDenied), instance.sessions() as s:
+        reviews.create_spec(
+            session=s,
+            actor=cast.reviewer,
+            kind="component",
+            document=component_doc(code="other_code"),
+        )
 
 
 def test_stale_decision_is_a_conflict(instance: Instance, cast: Cast) -> None:
@@ -336,7 +334,7 @@ def test_unrated_organization_cannot_submit(instance: Instance, cast: Cast, worl
 
     with instance.sessions() as s:
         actor = identity.actor_for(identity.find_user(s, p.username))
-        with pytest.raises(PermissionDenied, match="Art. 7"):
+        with pytest.raises(PermissionDenied, match=r"Art\. 7"):
             reviews.create_spec(
                 session=s,
                 actor=actor,
