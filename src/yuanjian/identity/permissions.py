@@ -76,6 +76,7 @@ _EVERYONE = frozenset(
         Permission.TOKEN_MANAGE_OWN,
         Permission.ORG_READ_OWN,
         Permission.RESOURCE_READ,
+        Permission.SPEC_READ_OWN,
     }
 )
 # Operator staff and oversight roles may see profile values (min/max/top); developers never.

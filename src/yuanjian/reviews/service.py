@@ -240,7 +240,8 @@ def _submit_permission(kind: str) -> Permission:
     )
 
 
-def _validate(session: Session, kind: str, document: dict[str, Any]) -> Any:
+def validate_document(session: Session, kind: str, document: dict[str, Any]) -> Any:
+    """Structure and registry/catalog checks of a spec document; raise naming the field."""
     doc = documents.parse_document(kind, document)
     if isinstance(doc, documents.ComponentSpecDoc):
         documents.validate_component(session, doc)
@@ -268,7 +269,7 @@ def create_spec(
             object_type="spec",
             reason="the organization has no qualification rating allowing development (Art. 7)",
         )
-    doc = _validate(session, kind, document)
+    doc = validate_document(session, kind, document)
     spec = Spec(
         kind=kind, code=doc.code, name=doc.name, owner_org_id=actor.org_id, created_by=actor.user_id
     )
@@ -330,7 +331,7 @@ def update_draft(
         )
     if rev.state != SpecState.DRAFT.value:
         raise Conflict(f"revision {rev.number} is {rev.state}; only drafts change", field="state")
-    doc = _validate(session, spec.kind, document)
+    doc = validate_document(session, spec.kind, document)
     if doc.code != spec.code:
         raise ValidationFailed("code cannot change once the spec exists", field="code")
     _cas(session, rev, expected_version, rev.version + 1, document=doc.model_dump(mode="json"))
@@ -473,7 +474,7 @@ def submit(
         object_type="spec",
         object_id=spec.id,
     )
-    doc = _validate(session, spec.kind, rev.document)
+    doc = validate_document(session, spec.kind, rev.document)
     assessment = assess_risk(
         documents.risk_document(doc),
         documents.registry_facts(session, doc),
@@ -782,7 +783,7 @@ def revise(
     t = _transition(session, actor, rev, spec, ReviewAction.REVISE, ctxw)
     new_doc = rev.document
     if document is not None:
-        new_doc = _validate(session, spec.kind, document).model_dump(mode="json")
+        new_doc = validate_document(session, spec.kind, document).model_dump(mode="json")
         if new_doc["code"] != spec.code:
             raise ValidationFailed("code cannot change once the spec exists", field="code")
     number = (
