@@ -141,3 +141,17 @@ def test_portal_pages(app, instance: Instance, cast: Cast) -> None:
     assert q.status_code == 200 and "enterprise_operating_score" in q.text
     assert dev.get("/inbox").status_code == 200
     assert dev.get("/agreements/development").status_code == 200
+
+
+def test_approval_policy_is_data(app, instance: Instance, cast: Cast) -> None:
+    admin = token_client(app, instance, "admin")
+    current = admin.get("/api/v1/policies/approval").json()
+    assert current["high"]["approvals"] == 2
+    stricter = {**current, "medium": {"approvals": 2, "senior_or_third_party": True}}
+    r = admin.put("/api/v1/policies/approval", json=stricter)
+    assert r.status_code == 200 and r.json()["medium"]["approvals"] == 2
+    weaker = {**current, "high": {"approvals": 0, "senior_or_third_party": False}}
+    r = admin.put("/api/v1/policies/approval", json=weaker)
+    assert r.status_code == 422
+    dev = token_client(app, instance, cast.dev_person.username)
+    assert dev.put("/api/v1/policies/approval", json=current).status_code == 403

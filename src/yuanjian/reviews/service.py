@@ -122,6 +122,41 @@ def set_purposes(*, session: Session, actor: Actor, vocabulary: dict[str, str]) 
     return version
 
 
+def set_approval_policy(*, session: Session, actor: Actor, document: dict[str, Any]) -> int:
+    """Store a new version of the approvals-per-risk-level policy."""
+    require(
+        session,
+        actor,
+        Permission.POLICY_EDIT,
+        action="policy.approval.update",
+        object_type="policy",
+        object_id=APPROVAL_POLICY_KIND,
+    )
+    try:
+        policy = ApprovalPolicy.from_data(document)
+    except workflow.ApprovalPolicyError as exc:
+        raise ValidationFailed(str(exc), field=exc.field or "document") from None
+    version = _next_policy_version(session, APPROVAL_POLICY_KIND)
+    session.add(
+        PolicyDocument(
+            kind=APPROVAL_POLICY_KIND,
+            version=version,
+            document=policy.model_dump(mode="json"),
+            created_by=actor.user_id,
+        )
+    )
+    audit.record(
+        session,
+        actor,
+        "policy.approval.update",
+        object_type="policy",
+        object_id=f"{APPROVAL_POLICY_KIND}/{version}",
+        detail=policy.model_dump(mode="json"),
+    )
+    session.commit()
+    return version
+
+
 def _next_policy_version(session: Session, kind: str) -> int:
     return (
         session.scalar(select(func.max(PolicyDocument.version)).where(PolicyDocument.kind == kind))

@@ -460,6 +460,26 @@ def put_purposes(
     return {"version": version, "purposes": reviews.purposes(session)}
 
 
+@router.get("/policies/approval")
+def get_approval_policy(
+    actor: Actor = Depends(requires(Permission.PROFILE_READ)),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Approvals needed per risk level."""
+    return reviews.approval_policy(session).model_dump(mode="json")
+
+
+@router.put("/policies/approval")
+def put_approval_policy(
+    body: dict[str, Any],
+    actor: Actor = Depends(requires(Permission.POLICY_EDIT)),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Replace the approval policy (approvals and senior_or_third_party per risk level)."""
+    version = reviews.set_approval_policy(session=session, actor=actor, document=body)
+    return {"version": version, **reviews.approval_policy(session).model_dump(mode="json")}
+
+
 @router.get("/inbox")
 def inbox(
     unread: bool = False,
