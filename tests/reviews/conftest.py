@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from stdnum.cn import uscc as _uscc
 
 from tests.conftest import Person, World
 from yuanjian.identity import service as identity
@@ -17,11 +18,18 @@ from yuanjian.instance import Instance
 from yuanjian.resources import service as resources
 from yuanjian.resources.readers import Source
 
+
+def uscc(i: int) -> str:
+    """A valid unified social credit code numbered i."""
+    body = f"91410100MA{i:07d}"
+    return body + _uscc.calc_check_digit(body)
+
+
 ENTERPRISES = "credit_code,name,capital,area_code\n" + "".join(
-    f"91410100MA4{i:05d}0X,公司{i},{100 + i},4101{i % 10:02d}\n" for i in range(60)
+    f"{uscc(i)},公司{i},{100 + i},4101{i % 10:02d}\n" for i in range(60)
 )
 TAX = "credit_code,period,vat,arrears\n" + "".join(
-    f"91410100MA4{i % 60:05d}0X,2025-{1 + i % 12:02d},{i * 3},{i % 2}\n" for i in range(240)
+    f"{uscc(i % 60)},2025-{1 + i % 12:02d},{i * 3},{i % 2}\n" for i in range(240)
 )
 
 COMPONENT_DOC: dict[str, Any] = {

@@ -45,3 +45,31 @@ class ComponentVersion(Base):
     published_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     __table_args__ = (UniqueConstraint("component_id", "number"),)
+
+
+class SampleIssuance(Base):
+    """Desensitized sample data issued for one approved component spec revision (Art. 11, 14).
+
+    Each issuance has its own pseudonymization key and seeds (only the key's hash is kept) so
+    that a leaked file can be traced back to it through the stored value fingerprints.
+    """
+
+    __tablename__ = "sample_issuances"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    spec_id: Mapped[int] = mapped_column(ForeignKey("specs.id"), index=True)
+    revision_id: Mapped[int] = mapped_column(ForeignKey("spec_revisions.id"))
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    issued_by: Mapped[int | None] = mapped_column(Integer)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
+    directory: Mapped[str] = mapped_column(String(500))
+    tables: Mapped[dict] = mapped_column(JSON)  # resource code → {rows, file, sha256, fields}
+    policy: Mapped[dict] = mapped_column(JSON)  # resource code → field → operator call
+    risk: Mapped[dict] = mapped_column(JSON)
+    risk_override_reason: Mapped[str | None] = mapped_column(Text)
+    key_sha256: Mapped[str] = mapped_column(String(64))
+    seed: Mapped[int] = mapped_column(Integer)
+    download_allowed: Mapped[bool] = mapped_column(default=False)
+    fingerprint_path: Mapped[str] = mapped_column(String(500))

@@ -61,6 +61,8 @@ class Permission(StrEnum):
     SPEC_QUEUE = "spec.queue"
     SPEC_ASSIGN = "spec.assign"
     SPEC_REVIEW = "spec.review"
+    SAMPLE_ISSUE = "sample.issue"
+    SAMPLE_USE = "sample.use"
     AGREEMENT_MANAGE = "agreement.manage"
     AGREEMENT_SIGN = "agreement.sign"
     POLICY_EDIT = "policy.edit"
@@ -102,6 +104,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.SPEC_ASSIGN,
         Permission.AGREEMENT_MANAGE,
         Permission.POLICY_EDIT,
+        Permission.SAMPLE_ISSUE,
+        Permission.SAMPLE_USE,
     }
     | _SEES_VALUES,
     Role.OPERATOR_REVIEWER: _EVERYONE
@@ -122,6 +126,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.RESOURCE_INGEST,
         Permission.CLASSIFICATION_EDIT,
         Permission.SPEC_READ_ALL,
+        Permission.SAMPLE_ISSUE,
+        Permission.SAMPLE_USE,
     },
     Role.COMPONENT_DEVELOPER: _EVERYONE
     | {
@@ -129,6 +135,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.SPEC_READ_OWN,
         Permission.SPEC_SUBMIT_COMPONENT,
         Permission.AGREEMENT_SIGN,
+        Permission.SAMPLE_USE,
     },
     Role.PRODUCT_DEVELOPER: _EVERYONE
     | {
