@@ -6,6 +6,7 @@ skipped with a loud reason; the transpilation and hash checks run without Spark.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +19,10 @@ import pytest
 from tests.sandbox.test_duck import FEATURE_PARAMS, feature_definition, make_city
 from yuanjian.sandbox.definition import load_definition
 from yuanjian.sandbox.duck import (
+    BuildCancelled,
     BuildResult,
     DefinitionHashMismatch,
+    SandboxTimeout,
     run_to_parquet,
 )
 from yuanjian.sandbox.spark import (
@@ -193,3 +196,31 @@ def test_spark_build_checks_the_approved_hash(tmp_path: Path) -> None:
             expected_hash=d.content_hash(),
         )
     assert not (tmp_path / "o").exists()
+
+
+@needs_spark
+@pytest.mark.slow
+def test_spark_cancel_and_timeout_publish_nothing(spark: Any, tmp_path: Path) -> None:
+    table = tmp_path / "k.parquet"
+    pq.write_table(pa.table({"k": list(range(3000))}), table)
+    slow = load_definition(
+        {
+            "sql": "SELECT a.k AS k, COUNT(*) AS n FROM t AS a, t AS b, t AS c "
+            "WHERE (a.k * b.k + c.k) % 7 = 3 GROUP BY a.k",
+            "output_key": "k",
+        }
+    )
+    out = tmp_path / "objects"
+    cancel = threading.Event()
+    timer = threading.Timer(1.0, cancel.set)
+    timer.start()
+    try:
+        with pytest.raises(BuildCancelled):
+            run_spark_to_parquet(
+                slow, tables={"t": [table]}, out_dir=out, spark=spark, cancel=cancel
+            )
+    finally:
+        timer.cancel()
+    with pytest.raises(SandboxTimeout):
+        run_spark_to_parquet(slow, tables={"t": [table]}, out_dir=out, spark=spark, timeout_s=1.0)
+    assert list(out.iterdir()) == []

@@ -597,7 +597,7 @@ _WIDEN = {
 }
 
 
-def _narrowed(rel: Any, key: str) -> tuple[Any, str]:
+def _normalised(rel: Any, key: str) -> tuple[Any, str]:
     names = list(rel.columns)
     lower = [n.lower() for n in names]
     for i, low in enumerate(lower):
@@ -647,7 +647,7 @@ def _worker_build(job: Mapping[str, Any], send: _Sender) -> None:
     con = _open_for_job(job)
     rel = _relation(con, job["sql"], _decode_params(job["params"]))
     try:
-        ordered, key = _narrowed(rel, job["output_key"])
+        ordered, key = _normalised(rel, job["output_key"])
     except duckdb.Error as e:
         raise _classify(e) from None
     step = _model_step(job)
@@ -766,11 +766,21 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
+def _sweep_work_dirs(parent: Path) -> None:
+    """Remove worker directories (spill files) left by processes that were killed."""
+    for d in parent.glob("yj-sandbox-*-*"):
+        pid = d.name.split("-")[2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(d, ignore_errors=True)
+
+
 class _Worker:
     """One worker process, its frame reader thread and its private working directory."""
 
     def __init__(self, job: dict[str, Any], limits: Limits, work_parent: Path | None) -> None:
-        self.work_dir = Path(tempfile.mkdtemp(prefix="yj-sandbox-", dir=work_parent))
+        parent = work_parent or Path(tempfile.gettempdir())
+        _sweep_work_dirs(parent)
+        self.work_dir = Path(tempfile.mkdtemp(prefix=f"yj-sandbox-{os.getpid()}-", dir=parent))
         job = {**job, "work_dir": str(self.work_dir), "parent_pid": os.getpid()}
         self.stderr_path = self.work_dir / "stderr.log"
         self.frames: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue()

@@ -23,6 +23,10 @@ same :func:`yuanjian.sandbox.model.fit_model` as DuckDB uses (scikit-learn is si
 feature and target columns are collected as Arrow), and applied on the executors with
 ``mapInArrow``, so both engines produce the same scores.
 
+Paths: the input files and ``out_dir`` must be POSIX paths that the driver and the executors
+both see (always true in local mode; a shared mount of the data directory on a cluster), because
+the single part file is moved into place with ``os.replace``.
+
 Sessions: :func:`spark_session` builds a local or cluster session from ``master`` (the
 ``spark.master`` setting), offline (no package downloads), UI off, UTC, Parquet timestamps as
 microseconds. Callers may pass their own session; one session is reused across builds.
@@ -165,9 +169,11 @@ class _Monitor(threading.Thread):
             elif self.deadline is not None and time.monotonic() > self.deadline:
                 self.reason = "timeout"
             if self.reason:
+                # Keep cancelling: jobs submitted after the first call (later stages of the
+                # plan, or the first job when the cancel came during planning) must stop too.
                 with contextlib.suppress(Exception):
                     sc.cancelJobGroup(self.group)
-                return
+                continue
             if self.progress is None:
                 continue
             done = total = 0
@@ -291,7 +297,7 @@ def run_spark_to_parquet(
     clean_stale_partials(out)
     started = time.monotonic()
     token = secrets.token_hex(6)
-    physical = {name: f"yj_{token}_{name.lower()}" for name in files}
+    physical = {table: f"yj_{token}_{table.lower()}" for table in files}
     # Transpile first: a construct Spark cannot run is refused before a session starts.
     sql = _spark_sql(checked_sql or definition.sql, physical)
     session = spark or spark_session(master)
@@ -303,10 +309,8 @@ def run_spark_to_parquet(
     group = f"yj-build-{token}"
     deadline = started + timeout_s if timeout_s else None
     monitor = _Monitor(session, group, progress, cancel, deadline)
-    registered = False
     meta = None
     try:
-        registered = True
         _register(session, files, physical)
         session.sparkContext.setJobGroup(group, f"yuanjian build {name}", interruptOnCancel=True)
         monitor.start()
@@ -340,7 +344,7 @@ def run_spark_to_parquet(
             monitor.join()
         with contextlib.suppress(Exception):
             session.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
-        for view in physical.values() if registered else ():
+        for view in physical.values():
             with contextlib.suppress(Exception):
                 session.catalog.dropTempView(view)
         _remove_partials(partial)
