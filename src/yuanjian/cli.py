@@ -34,6 +34,7 @@ orgs_app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
 tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+samples_app = typer.Typer(help="Sample data: issue, list, trace leaks.", no_args_is_help=True)
 resources_app = typer.Typer(
     help="Data resources: registry, ingestion, classification.", no_args_is_help=True
 )
@@ -43,6 +44,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(resources_app, name="resources")
+app.add_typer(samples_app, name="samples")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -1038,6 +1040,106 @@ def resources_override(
         ),
     )
     console.print(f"{code}.{f.name}: {f.label}, grade {f.grade}")
+
+
+@samples_app.command("issue")
+def samples_issue(
+    ctx: typer.Context,
+    spec: Annotated[str, typer.Argument(help="Component spec code.")],
+    days: Annotated[int, typer.Option(help="Validity in days.")] = 30,
+    subjects: Annotated[int, typer.Option(help="Subjects to sample.")] = 1000,
+    k: Annotated[int, typer.Option(help="Minimum k-anonymity.")] = 5,
+    risk_override: Annotated[
+        str | None, typer.Option(help="Reviewer's reason to issue below k.")
+    ] = None,
+    allow_download: Annotated[bool, typer.Option(help="Allow downloads.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Issue a desensitized sample for an approved component spec."""
+    from sqlalchemy import select
+
+    from yuanjian.components import samples
+    from yuanjian.reviews.models import Spec
+
+    settings = _settings(ctx)
+
+    def call(s: Session, a: Actor) -> Any:
+        found = s.scalar(select(Spec).where(Spec.kind == "component", Spec.code == spec))
+        if found is None:
+            fail(f"no component spec {spec!r} (spec)")
+        return samples.issue_sample(
+            session=s,
+            actor=a,
+            data_dir=settings.data_dir,
+            spec_id=found.id,
+            days=days,
+            subjects=subjects,
+            k=k,
+            risk_override_reason=risk_override,
+            download_allowed=allow_download,
+        )
+
+    sample = run_service(ctx, call)
+    emit(
+        as_json,
+        {
+            "id": sample.id,
+            "expires_at": sample.expires_at,
+            "tables": sample.tables,
+            "risk": sample.risk,
+        },
+        lambda: console.print(
+            f"Issued sample {sample.id}: "
+            + ", ".join(f"{t} ({i['rows']} rows)" for t, i in sample.tables.items())
+        ),
+    )
+
+
+@samples_app.command("trace")
+def samples_trace(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Leaked CSV, XLSX or Parquet file.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Name the issuance a leaked file came from, with a confidence."""
+    from yuanjian.components import samples
+    from yuanjian.identity.models import Organization
+    from yuanjian.reviews.models import Spec
+
+    if not file.is_file():
+        fail(f"{file}: no such file")
+
+    def call(s: Session, a: Actor) -> Any:
+        ranked = samples.trace(session=s, actor=a, path=file)
+        return [
+            {
+                "sample_id": m.sample_id,
+                "org": s.get(Organization, m.org_id).name,
+                "spec": s.get(Spec, m.spec_id).code,
+                "issued_at": m.issued_at,
+                "confidence": m.confidence,
+                "matched_cells": m.matched_cells,
+                "informative_cells": m.informative_cells,
+            }
+            for m in ranked[:5]
+        ]
+
+    ranked = run_service(ctx, call)
+
+    def text() -> None:
+        if not ranked or ranked[0]["confidence"] == 0:
+            console.print("No issuance matches this file.")
+            return
+        best = ranked[0]
+        console.print(
+            f"Most likely source: sample {best['sample_id']} issued to "
+            f"{best['org']} for {best['spec']} on {best['issued_at']:%Y-%m-%d} "
+            f"(confidence {best['confidence']:.0%})"
+        )
+        for m in ranked[1:]:
+            console.print(f"  sample {m['sample_id']}: {m['confidence']:.0%}")
+
+    emit(as_json, ranked, text)
 
 
 @app.command("demo-data")

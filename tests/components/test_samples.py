@@ -238,3 +238,38 @@ def test_developers_cannot_issue_or_trace(
             samples.trace(session=s, actor=dev, path=tmp_path / "x.csv")
         with pytest.raises(PermissionDenied):
             samples.revoke(session=s, actor=dev, sample_id=1, reason="x")
+
+
+def test_api_portal_and_cli_trace(
+    app, instance: Instance, cast: Cast, approved_spec: int, settings, tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from tests.conftest import token_client
+    from yuanjian.cli import app as cli
+
+    admin = token_client(app, instance, "admin")
+    r = admin.post(f"/api/v1/specs/{approved_spec}/samples", json={"subjects": 30})
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    dev = token_client(app, instance, cast.dev_person.username)
+    assert [s["id"] for s in dev.get("/api/v1/samples").json()] == [sid]
+    page = dev.get(f"/api/v1/samples/{sid}/tables/tax", params={"limit": 20}).json()
+    assert len(page["rows"]) == 20 and page["columns"] == ["credit_code", "vat", "arrears"]
+    assert dev.get(f"/api/v1/samples/{sid}/tables/tax/download").status_code == 403
+    assert dev.post(f"/api/v1/specs/{approved_spec}/samples", json={}).status_code == 403
+    html = dev.get(f"/samples/{sid}?table=tax")
+    assert html.status_code == 200 and page["rows"][0][0] in html.text
+    leak = tmp_path / "leak.csv"
+    leak.write_text("a,b\n" + "\n".join(f"{r[0]},{r[1]}" for r in page["rows"]) + "\n")
+    env = {
+        "YUANJIAN_DATA_DIR": str(settings.data_dir),
+        "YUANJIAN_DATABASE_URL": settings.effective_database_url,
+    }
+    out = CliRunner().invoke(cli, ["samples", "trace", str(leak), "--json"], env=env)
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)[0]["sample_id"] == sid
+    text = CliRunner().invoke(cli, ["samples", "trace", str(leak)], env=env)
+    assert "Most likely source" in text.output
