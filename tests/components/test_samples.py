@@ -273,3 +273,22 @@ def test_api_portal_and_cli_trace(
     assert json.loads(out.output)[0]["sample_id"] == sid
     text = CliRunner().invoke(cli, ["samples", "trace", str(leak)], env=env)
     assert "Most likely source" in text.output
+
+
+def test_desensitization_policy_is_policy_data(
+    app, instance: Instance, cast: Cast, world, approved_spec: int
+) -> None:
+    from tests.conftest import token_client
+    from yuanjian.identity.permissions import Role
+
+    steward = token_client(app, instance, world.user(Role.OPERATOR_DATA_STEWARD).username)
+    doc = steward.get("/api/v1/policies/desensitization").json()["document"]
+    doc["rules"]["cn_uscc"]["*"] = {"operator": "redact", "params": {}}
+    assert steward.put("/api/v1/policies/desensitization", json=doc).status_code == 200
+    broken = {**doc, "rules": {**doc["rules"], "cn_uscc": {"*": {"operator": "teleport"}}}}
+    r = steward.put("/api/v1/policies/desensitization", json=broken)
+    assert r.status_code == 422
+    dev = token_client(app, instance, cast.dev_person.username)
+    assert dev.put("/api/v1/policies/desensitization", json=doc).status_code == 403
+    sample = _issue(instance, cast, approved_spec)
+    assert sample.policy["enterprises"]["credit_code"]["operator"] == "redact"

@@ -122,6 +122,72 @@ def table_fingerprint(tables: Iterable[pa.Table]) -> np.ndarray:
     return _fingerprint(values)
 
 
+# ---------------------------------------------------------------- desensitization policy
+
+POLICY_KIND = "desensitization_policy"
+
+
+def current_policy(session: Session) -> tuple[int, DesensitizationPolicy]:
+    """The desensitization policy in force (version 0 = the built-in default)."""
+    from yuanjian.resources.models import PolicyDocument
+
+    doc = session.scalar(
+        select(PolicyDocument)
+        .where(PolicyDocument.kind == POLICY_KIND)
+        .order_by(PolicyDocument.version.desc())
+        .limit(1)
+    )
+    if doc is None:
+        return 0, DesensitizationPolicy.default()
+    return doc.version, DesensitizationPolicy.from_data(doc.document)
+
+
+def update_policy(*, session: Session, actor: Actor, document: dict[str, Any]) -> int:
+    """The data steward stores a new version of the default operators per label and grade."""
+    from sqlalchemy import func
+
+    from yuanjian.resources.models import PolicyDocument
+
+    require(
+        session,
+        actor,
+        Permission.CLASSIFICATION_EDIT,
+        action="policy.desensitization.update",
+        object_type="policy",
+        object_id=POLICY_KIND,
+    )
+    try:
+        policy = DesensitizationPolicy.from_data(document)
+    except (PolicyError, ValueError) as exc:
+        raise ValidationFailed(
+            f"desensitization policy: {exc}", field=getattr(exc, "field", None) or "document"
+        ) from None
+    version = (
+        session.scalar(
+            select(func.max(PolicyDocument.version)).where(PolicyDocument.kind == POLICY_KIND)
+        )
+        or 0
+    ) + 1
+    session.add(
+        PolicyDocument(
+            kind=POLICY_KIND,
+            version=version,
+            document=policy.model_dump(mode="json"),
+            created_by=actor.user_id,
+        )
+    )
+    audit.record(
+        session,
+        actor,
+        "policy.desensitization.update",
+        object_type="policy",
+        object_id=f"{POLICY_KIND}/{version}",
+        detail={"version": version},
+    )
+    session.commit()
+    return version
+
+
 # ---------------------------------------------------------------- issuance
 
 
@@ -182,7 +248,7 @@ def issue_sample(
         object_type="spec",
         object_id=spec.id,
     )
-    policy = DesensitizationPolicy.default()
+    policy = current_policy(session)[1]
     key = secrets.token_bytes(32)
     seed = secrets.randbelow(2**31)
     salt = secrets.token_hex(16)

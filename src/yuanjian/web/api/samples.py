@@ -110,3 +110,24 @@ def download(
         filename=f"sample-{sample_id}-{table}.parquet",
         media_type="application/vnd.apache.parquet",
     )
+
+
+@router.get("/policies/desensitization")
+def get_policy(
+    actor: Actor = Depends(requires(Permission.RESOURCE_READ)),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """The default desensitization operator per classification label and grade."""
+    version, policy = samples.current_policy(session)
+    return {"version": version, "document": policy.model_dump(mode="json")}
+
+
+@router.put("/policies/desensitization")
+def put_policy(
+    body: dict[str, Any],
+    actor: Actor = Depends(requires(Permission.CLASSIFICATION_EDIT)),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Store a new version (validated: every label and grade covered, operators and params)."""
+    version = samples.update_policy(session=session, actor=actor, document=body)
+    return {"version": version}
