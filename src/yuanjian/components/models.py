@@ -73,3 +73,67 @@ class SampleIssuance(Base):
     seed: Mapped[int] = mapped_column(Integer)
     download_allowed: Mapped[bool] = mapped_column(default=False)
     fingerprint_path: Mapped[str] = mapped_column(String(500))
+
+
+class BuildDefinitionRecord(Base):
+    """The build definition (SQL, parameters, model step) stored with a spec revision."""
+
+    __tablename__ = "build_definitions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    spec_id: Mapped[int] = mapped_column(ForeignKey("specs.id"), index=True)
+    revision_id: Mapped[int] = mapped_column(ForeignKey("spec_revisions.id"))
+    definition: Mapped[dict] = mapped_column(JSON)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    created_by: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DevRun(Base):
+    """A run of a definition on the developer's own sample in the locked sandbox."""
+
+    __tablename__ = "dev_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    spec_id: Mapped[int] = mapped_column(ForeignKey("specs.id"), index=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("build_definitions.id"))
+    definition_hash: Mapped[str] = mapped_column(String(64))
+    sample_id: Mapped[int] = mapped_column(ForeignKey("sample_issuances.id"))
+    status: Mapped[str] = mapped_column(String(16))  # ok | refused | failed
+    violations: Mapped[list] = mapped_column(JSON, default=list)
+    message: Mapped[str | None] = mapped_column(Text)
+    columns: Mapped[dict] = mapped_column(JSON, default=dict)
+    rows: Mapped[int | None] = mapped_column(Integer)
+    result_path: Mapped[str | None] = mapped_column(String(500))
+    lineage: Mapped[dict] = mapped_column(JSON, default=dict)
+    run_by: Mapped[int | None] = mapped_column(Integer)
+    run_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Build(Base):
+    """A production build on full data, its compliance checks and its review (Art. 15)."""
+
+    __tablename__ = "builds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    spec_id: Mapped[int] = mapped_column(ForeignKey("specs.id"), index=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("build_definitions.id"))
+    definition_hash: Mapped[str] = mapped_column(String(64))
+    dev_run_id: Mapped[int] = mapped_column(ForeignKey("dev_runs.id"))
+    engine: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed | cancelled
+    progress: Mapped[float | None] = mapped_column()
+    output_path: Mapped[str | None] = mapped_column(String(500))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    rows: Mapped[int | None] = mapped_column(Integer)
+    checks: Mapped[dict] = mapped_column(JSON, default=dict)
+    lineage: Mapped[dict] = mapped_column(JSON, default=dict)
+    sources: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_by: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    review_state: Mapped[str] = mapped_column(String(16), default="pending")
+    reviewed_by: Mapped[int | None] = mapped_column(Integer)
+    review_reason: Mapped[str | None] = mapped_column(Text)
+    version_id: Mapped[int | None] = mapped_column(Integer)

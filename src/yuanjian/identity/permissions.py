@@ -61,6 +61,8 @@ class Permission(StrEnum):
     SPEC_QUEUE = "spec.queue"
     SPEC_ASSIGN = "spec.assign"
     SPEC_REVIEW = "spec.review"
+    BUILD_RUN = "build.run"
+    CATALOG_READ = "catalog.read"
     SAMPLE_ISSUE = "sample.issue"
     SAMPLE_USE = "sample.use"
     AGREEMENT_MANAGE = "agreement.manage"
@@ -79,6 +81,7 @@ _EVERYONE = frozenset(
         Permission.ORG_READ_OWN,
         Permission.RESOURCE_READ,
         Permission.SPEC_READ_OWN,
+        Permission.CATALOG_READ,
     }
 )
 # Operator staff and oversight roles may see profile values (min/max/top); developers never.
@@ -106,6 +109,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.POLICY_EDIT,
         Permission.SAMPLE_ISSUE,
         Permission.SAMPLE_USE,
+        Permission.BUILD_RUN,
     }
     | _SEES_VALUES,
     Role.OPERATOR_REVIEWER: _EVERYONE
@@ -128,6 +132,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.SPEC_READ_ALL,
         Permission.SAMPLE_ISSUE,
         Permission.SAMPLE_USE,
+        Permission.BUILD_RUN,
     },
     Role.COMPONENT_DEVELOPER: _EVERYONE
     | {
