@@ -64,7 +64,7 @@ def test_dev_run_build_review_publish(instance: Instance, cast: Cast, approved_s
         assert run.status == "ok", (run.violations, run.message)
         assert set(run.columns) == {"credit_code", "score_band"}
         assert "score_band" in run.lineage
-        cols, rows, total = builds.dev_run_page(session=s, actor=cast.dev, run_id=run.id)
+        cols, _rows, total = builds.dev_run_page(session=s, actor=cast.dev, run_id=run.id)
         assert total == run.rows and cols == ["credit_code", "score_band"]
         with pytest.raises(PermissionDenied):
             builds.start_build(
