@@ -145,3 +145,35 @@ def test_policy_refuses_leaking_queries(instance: Instance, cast: Cast, approved
         run = builds.dev_run(session=s, actor=cast.dev, spec_id=approved_spec, sample_id=sample.id)
         assert run.status == "refused"
         assert {v["rule"] for v in run.violations} & {"unknown_column", "forbidden_column"}
+
+
+def test_api_and_catalog_pages(app, instance: Instance, cast: Cast, approved_spec: int) -> None:
+    from tests.conftest import token_client
+
+    sample = _setup(instance, cast, approved_spec)
+    dev = token_client(app, instance, cast.dev_person.username)
+    r = dev.put(f"/api/v1/specs/{approved_spec}/definition", json={"definition": GOOD})
+    assert r.status_code == 201, r.text
+    r = dev.post(f"/api/v1/specs/{approved_spec}/dev-runs", json={"sample_id": sample.id})
+    assert r.status_code == 201 and r.json()["status"] == "ok", r.text
+    page = dev.get(f"/api/v1/dev-runs/{r.json()['id']}/result").json()
+    assert page["columns"] == ["credit_code", "score_band"]
+    assert dev.post(f"/api/v1/specs/{approved_spec}/builds", json={}).status_code == 403
+    with instance.sessions() as s:
+        b = builds.start_build(
+            session=s,
+            actor=cast.admin,
+            data_dir=instance.settings.data_dir,
+            spec_id=approved_spec,
+            wait=True,
+        )
+    seen = dev.get(f"/api/v1/builds/{b.id}").json()
+    assert seen["status"] == "succeeded" and "sha256" not in seen  # no full-data handle
+    reviewer = token_client(app, instance, "reviewer-a")
+    r = reviewer.post(f"/api/v1/builds/{b.id}/review", json={"decision": "approve"})
+    assert r.status_code == 200, r.text
+    listed = dev.get("/api/v1/catalog", params={"q": "score_band"}).json()
+    assert listed[0]["code"] == "enterprise_operating_score" and listed[0]["version"] == 1
+    html = dev.get("/catalog/enterprise_operating_score")
+    assert html.status_code == 200 and "score_band" in html.text and "flowchart" in html.text
+    assert "enterprise_operating_score" in dev.get("/catalog").text

@@ -24,12 +24,14 @@ from yuanjian.identity.actor import Actor
 from yuanjian.instance import Instance, open_instance
 from yuanjian.web import errors
 from yuanjian.web.api import audit as audit_api
+from yuanjian.web.api import builds as builds_api
 from yuanjian.web.api import identity as identity_api
 from yuanjian.web.api import resources as resources_api
 from yuanjian.web.api import samples as samples_api
 from yuanjian.web.api import specs as specs_api
 from yuanjian.web.deps import iter_api_routes, public, route_access
 from yuanjian.web.ui import audit as audit_ui
+from yuanjian.web.ui import catalog as catalog_ui
 from yuanjian.web.ui import resources as resources_ui
 from yuanjian.web.ui import routes as ui_routes
 from yuanjian.web.ui import samples as samples_ui
@@ -179,6 +181,8 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(specs_ui.router)
     app.include_router(samples_api.router)
     app.include_router(samples_ui.router)
+    app.include_router(builds_api.router)
+    app.include_router(catalog_ui.router)
     app.include_router(audit_api.router)
     app.include_router(ui_routes.router)
     app.include_router(audit_ui.router)

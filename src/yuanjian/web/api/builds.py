@@ -1,0 +1,215 @@
+"""JSON API of build definitions, dev runs, production builds, build review and the catalog."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, status
+from pydantic import Field
+from sqlalchemy.orm import Session
+
+from yuanjian.components import builds
+from yuanjian.identity.actor import Actor
+from yuanjian.identity.permissions import Permission
+from yuanjian.web.api.schemas import Strict
+from yuanjian.web.deps import get_session, instance_of, requires
+
+router = APIRouter(prefix="/api/v1", tags=["builds and catalog"])
+
+
+class DefinitionIn(Strict):
+    definition: dict[str, Any]
+
+
+class DevRunIn(Strict):
+    sample_id: int
+
+
+class BuildIn(Strict):
+    engine: str = "duckdb"
+
+
+class ReviewIn(Strict):
+    decision: str
+    reason: str | None = Field(default=None, max_length=5000)
+
+
+class StatusIn(Strict):
+    status: str
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+def _build_out(b: Any, *, with_output: bool) -> dict[str, Any]:
+    out = {
+        "id": b.id,
+        "spec_id": b.spec_id,
+        "engine": b.engine,
+        "status": b.status,
+        "definition_hash": b.definition_hash,
+        "rows": b.rows,
+        "checks": b.checks,
+        "lineage": b.lineage,
+        "error": b.error,
+        "review_state": b.review_state,
+        "version_id": b.version_id,
+        "started_at": b.started_at,
+        "finished_at": b.finished_at,
+    }
+    if with_output:
+        out.update(sha256=b.sha256, sources=b.sources)
+    return out
+
+
+@router.put("/specs/{spec_id}/definition", status_code=status.HTTP_201_CREATED)
+def save_definition(
+    spec_id: int,
+    body: DefinitionIn,
+    actor: Actor = Depends(requires(Permission.SPEC_SUBMIT_COMPONENT)),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Store the build definition (SQL, parameters, model step) with the approved spec."""
+    rec = builds.save_definition(
+        session=session, actor=actor, spec_id=spec_id, definition=body.definition
+    )
+    return {"id": rec.id, "content_hash": rec.content_hash}
+
+
+@router.post("/specs/{spec_id}/dev-runs", status_code=status.HTTP_201_CREATED)
+def dev_run(
+    spec_id: int,
+    body: DevRunIn,
+    actor: Actor = Depends(requires(Permission.SAMPLE_USE)),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Check the latest definition and run it on the sample in the locked sandbox."""
+    run = builds.dev_run(session=session, actor=actor, spec_id=spec_id, sample_id=body.sample_id)
+    return {
+        "id": run.id,
+        "status": run.status,
+        "violations": run.violations,
+        "message": run.message,
+        "columns": run.columns,
+        "rows": run.rows,
+        "definition_hash": run.definition_hash,
+        "lineage": run.lineage,
+    }
+
+
+@router.get("/dev-runs/{run_id}/result")
+def dev_run_result(
+    run_id: int,
+    offset: int = 0,
+    limit: int = 50,
+    actor: Actor = Depends(requires(Permission.SAMPLE_USE)),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """A page of a dev run's result (sample data only)."""
+    cols, rows, total = builds.dev_run_page(
+        session=session, actor=actor, run_id=run_id, offset=offset, limit=limit
+    )
+    return {"columns": cols, "rows": rows, "total": total}
+
+
+@router.post("/specs/{spec_id}/builds", status_code=status.HTTP_202_ACCEPTED)
+def start_build(
+    request: Request,
+    spec_id: int,
+    body: BuildIn,
+    actor: Actor = Depends(requires(Permission.BUILD_RUN)),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Start the production build on full data (background job)."""
+    b = builds.start_build(
+        session=session,
+        actor=actor,
+        data_dir=instance_of(request).settings.data_dir,
+        spec_id=spec_id,
+        engine=body.engine,
+    )
+    return _build_out(b, with_output=True)
+
+
+@router.get("/builds/{build_id}")
+def get_build(
+    build_id: int,
+    actor: Actor = Depends(requires(Permission.SPEC_READ_OWN)),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """A build's status and checks; developers never get full-data rows."""
+    b = builds.get_build(session=session, actor=actor, build_id=build_id)
+    return _build_out(b, with_output=actor.can(Permission.BUILD_RUN))
+
+
+@router.post("/builds/{build_id}/cancel")
+def cancel_build(
+    build_id: int,
+    actor: Actor = Depends(requires(Permission.BUILD_RUN)),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Cancel a running build."""
+    return _build_out(
+        builds.cancel_build(session=session, actor=actor, build_id=build_id), with_output=True
+    )
+
+
+@router.post("/builds/{build_id}/review")
+def review_build(
+    build_id: int,
+    body: ReviewIn,
+    actor: Actor = Depends(requires(Permission.SPEC_REVIEW)),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Approve (publish in the catalog) or reject a build."""
+    b = builds.review_build(
+        session=session, actor=actor, build_id=build_id, decision=body.decision, reason=body.reason
+    )
+    return _build_out(b, with_output=True)
+
+
+@router.get("/catalog")
+def catalog(
+    q: str | None = None,
+    scenario: str | None = None,
+    subject_type: str | None = None,
+    grade: str | None = None,
+    actor: Actor = Depends(requires(Permission.CATALOG_READ)),
+    session: Session = Depends(get_session),
+) -> list[dict[str, Any]]:
+    """Published components (Art. 16), searchable by name, scenario, subject, grade, field."""
+    return [
+        {
+            "code": c.code,
+            "name": c.name,
+            "type": c.type,
+            "subject_type": c.subject_type,
+            "owner_org_id": c.owner_org_id,
+            "version": v.number,
+            "version_id": v.id,
+            "grade": v.grade,
+            "scenarios": v.scenarios,
+            "delivery_modes": v.delivery_modes,
+            "output_schema": v.output_schema,
+            "description": v.description,
+            "sources": {k: s.get("source") for k, s in v.metadata_.get("sources", {}).items()},
+            "lineage": v.metadata_.get("lineage", {}),
+            "update_frequency": v.metadata_.get("update_frequency"),
+            "published_at": v.published_at,
+        }
+        for c, v in builds.catalog(
+            session, q=q, scenario=scenario, subject_type=subject_type, grade=grade
+        )
+    ]
+
+
+@router.post("/component-versions/{version_id}/status")
+def set_status(
+    version_id: int,
+    body: StatusIn,
+    actor: Actor = Depends(requires(Permission.SPEC_ASSIGN)),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Deprecate or retire a catalog version."""
+    v = builds.set_version_status(
+        session=session, actor=actor, version_id=version_id, status=body.status, reason=body.reason
+    )
+    return {"id": v.id, "status": v.status}
