@@ -1142,6 +1142,27 @@ def samples_trace(
     emit(as_json, ranked, text)
 
 
+@app.command("rebuild-due")
+def rebuild_due(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Start production rebuilds of components whose sources have a new version."""
+    from yuanjian.components import builds
+
+    settings = _settings(ctx)
+    started = run_service(
+        ctx,
+        lambda s, a: builds.run_due_rebuilds(
+            session=s, actor=a, data_dir=settings.data_dir, wait=True
+        ),
+    )
+    emit(
+        as_json,
+        {"builds": started},
+        lambda: console.print(
+            f"Started {len(started)} rebuild(s): {started}" if started else "Nothing is due."
+        ),
+    )
+
+
 @app.command("demo-data")
 def demo_data(
     scale: Annotated[int, typer.Option(help="Number of enterprises (other tables scale with it).")],

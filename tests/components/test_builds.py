@@ -177,3 +177,89 @@ def test_api_and_catalog_pages(app, instance: Instance, cast: Cast, approved_spe
     html = dev.get("/catalog/enterprise_operating_score")
     assert html.status_code == 200 and "score_band" in html.text and "flowchart" in html.text
     assert "enterprise_operating_score" in dev.get("/catalog").text
+
+
+def test_reviewer_constraints_and_scheduled_rebuild(
+    instance: Instance, cast: Cast, approved_spec: int, world, tmp_path
+) -> None:
+    from tests.reviews.conftest import TAX, _actor
+    from yuanjian.identity.permissions import Role
+    from yuanjian.resources import service as resources
+    from yuanjian.resources.readers import Source
+
+    sample = _setup(instance, cast, approved_spec)
+    with instance.sessions() as s:
+        builds.save_definition(session=s, actor=cast.dev, spec_id=approved_spec, definition=GOOD)
+        assert (
+            builds.dev_run(
+                session=s, actor=cast.dev, spec_id=approved_spec, sample_id=sample.id
+            ).status
+            == "ok"
+        )
+        with pytest.raises(PermissionDenied):
+            builds.set_constraints(
+                session=s,
+                actor=cast.dev,
+                spec_id=approved_spec,
+                overrides={"tax": {"vat": "aggregate_only"}},
+                reason="x",
+            )
+        with pytest.raises(ValidationFailed):
+            builds.set_constraints(
+                session=s,
+                actor=cast.reviewer,
+                spec_id=approved_spec,
+                overrides={"tax": {"vat": "secret"}},
+                reason="x",
+            )
+        builds.set_constraints(
+            session=s,
+            actor=cast.reviewer,
+            spec_id=approved_spec,
+            overrides={"tax": {"vat": "aggregate_only"}},
+            reason="纳税额只能以不少于 5 家企业的汇总形式出现",
+        )
+        refused = builds.dev_run(
+            session=s, actor=cast.dev, spec_id=approved_spec, sample_id=sample.id
+        )
+        assert refused.status == "refused"
+        assert "min_group_size" in {v["rule"] for v in refused.violations}
+        # Back to the defaults: build, approve, then a new tax version makes a rebuild due.
+        builds.set_constraints(
+            session=s, actor=cast.reviewer, spec_id=approved_spec, overrides={}, reason="恢复默认"
+        )
+        assert (
+            builds.dev_run(
+                session=s, actor=cast.dev, spec_id=approved_spec, sample_id=sample.id
+            ).status
+            == "ok"
+        )
+        b = builds.start_build(
+            session=s,
+            actor=cast.admin,
+            data_dir=instance.settings.data_dir,
+            spec_id=approved_spec,
+            wait=True,
+        )
+        builds.review_build(session=s, actor=cast.reviewer, build_id=b.id, decision="approve")
+        assert builds.due_rebuilds(s) == []
+    steward = _actor(instance, world.user(Role.OPERATOR_DATA_STEWARD).username)
+    path = tmp_path / "tax2.csv"
+    path.write_text(TAX + TAX.splitlines()[1] + "\n", encoding="utf-8")
+    with instance.sessions() as s:
+        res = resources.find_resource(s, "tax")
+        resources.ingest(
+            session=s,
+            actor=steward,
+            data_dir=instance.settings.data_dir,
+            resource_id=res.id,
+            source=Source(path=path),
+        )
+        assert builds.due_rebuilds(s) == [approved_spec]
+        started = builds.run_due_rebuilds(
+            session=s, actor=instance.cli_actor(s), data_dir=instance.settings.data_dir, wait=True
+        )
+        assert len(started) == 1
+        rebuilt = builds.get_build(session=s, actor=cast.admin, build_id=started[0])
+        assert rebuilt.status == "succeeded" and rebuilt.sources["tax"]["version"] == 2
+        assert builds.due_rebuilds(s) == []

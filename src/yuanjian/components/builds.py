@@ -65,7 +65,90 @@ def _approved(session: Session, actor: Actor, spec_id: int) -> tuple[Spec, dict[
     return spec, doc
 
 
-def _allowed(session: Session, doc: dict[str, Any]) -> dict[str, dict[str, str]]:
+CONSTRAINTS_KIND = "build_constraints:spec:"
+
+
+def constraint_overrides(session: Session, spec_id: int) -> dict[str, dict[str, str]]:
+    """The reviewer's per-spec column constraints (newest version), if any."""
+    from yuanjian.resources.models import PolicyDocument
+
+    doc = session.scalar(
+        select(PolicyDocument)
+        .where(PolicyDocument.kind == f"{CONSTRAINTS_KIND}{spec_id}")
+        .order_by(PolicyDocument.version.desc())
+        .limit(1)
+    )
+    return dict(doc.document.get("overrides", {})) if doc else {}
+
+
+def set_constraints(
+    *,
+    session: Session,
+    actor: Actor,
+    spec_id: int,
+    overrides: dict[str, dict[str, str]],
+    reason: str,
+) -> dict[str, Any]:
+    """A reviewer sets column constraints for one spec (over the classification defaults)."""
+    from yuanjian.resources.models import PolicyDocument
+    from yuanjian.sandbox.policy import PolicyConfigError
+
+    require(
+        session,
+        actor,
+        Permission.SPEC_REVIEW,
+        action="build.constraints.set",
+        object_type="spec",
+        object_id=spec_id,
+    )
+    spec, doc = _approved(session, actor, spec_id)
+    require_separation_of_duties(
+        session,
+        actor,
+        spec.owner_org_id,
+        action="build.constraints.set",
+        object_type="spec",
+        object_id=spec_id,
+    )
+    if not (reason or "").strip():
+        raise ValidationFailed("reason is required", field="reason")
+    try:
+        allowed = _allowed(session, doc, overrides)
+    except PolicyConfigError as exc:
+        raise ValidationFailed(
+            f"constraints: {exc}", field=str(getattr(exc, "field", "") or "overrides")
+        ) from None
+    kind = f"{CONSTRAINTS_KIND}{spec_id}"
+    version = (
+        session.scalar(select(func.max(PolicyDocument.version)).where(PolicyDocument.kind == kind))
+        or 0
+    ) + 1
+    session.add(
+        PolicyDocument(
+            kind=kind,
+            version=version,
+            document={"overrides": overrides, "reason": reason},
+            created_by=actor.user_id,
+        )
+    )
+    audit.record(
+        session,
+        actor,
+        "build.constraints.set",
+        object_type="spec",
+        object_id=spec_id,
+        detail={"overrides": overrides, "reason": reason},
+    )
+    session.commit()
+    return allowed
+
+
+def _allowed(
+    session: Session,
+    doc: dict[str, Any],
+    overrides: dict[str, dict[str, str]] | None = None,
+    spec_id: int | None = None,
+) -> dict[str, dict[str, str]]:
     """Column constraints of the spec's requested fields from their classification and grade."""
     fields: dict[str, dict[str, dict[str, str | None]]] = {}
     for req in doc["resources"]:
@@ -86,7 +169,9 @@ def _allowed(session: Session, doc: dict[str, Any]) -> dict[str, dict[str, str]]
             }
             for n in names
         }
-    return resolve_constraints(fields)
+    if overrides is None and spec_id is not None:
+        overrides = constraint_overrides(session, spec_id)
+    return resolve_constraints(fields, overrides=overrides or None)
 
 
 def save_definition(
@@ -169,7 +254,7 @@ def dev_run(*, session: Session, actor: Actor, spec_id: int, sample_id: int) -> 
         raise ValidationFailed("the sample was issued for another spec", field="sample_id")
     rec = _latest_definition(session, spec.id)
     d = defs.load_definition(rec.definition)
-    allowed = _allowed(session, doc)
+    allowed = _allowed(session, doc, spec_id=spec.id)
     expected = [o["name"] for o in doc["outputs"]]
     if d.model is not None and d.model.output in expected:
         expected_sql = [n for n in expected if n != d.model.output]
@@ -303,7 +388,7 @@ def start_build(
         sources[res.code] = {"version": v.number, "sha256": v.content_hash, "source": res.source}
     definition = defs.load_definition(rec.definition)
     checked = analyze_sql(
-        definition.sql, allowed=_allowed(session, doc), min_group_size=MIN_GROUP
+        definition.sql, allowed=_allowed(session, doc, spec_id=spec.id), min_group_size=MIN_GROUP
     ).sql
     build = Build(
         spec_id=spec.id,
@@ -696,3 +781,45 @@ def set_version_status(
     )
     session.commit()
     return v
+
+
+def due_rebuilds(session: Session) -> list[int]:
+    """Specs whose published component has an update frequency and a source with a newer
+    version than its last build used (no build of it running)."""
+    due = []
+    rows = session.execute(
+        select(Component, ComponentVersion)
+        .join(ComponentVersion, ComponentVersion.component_id == Component.id)
+        .where(ComponentVersion.status == "published")
+    ).all()
+    for comp, v in rows:
+        if v.metadata_.get("update_frequency") in (None, "once") or comp.spec_id is None:
+            continue
+        if session.scalar(
+            select(func.count())
+            .select_from(Build)
+            .where(Build.spec_id == comp.spec_id, Build.status == "running")
+        ):
+            continue
+        last = session.scalar(
+            select(Build).where(Build.spec_id == comp.spec_id).order_by(Build.id.desc()).limit(1)
+        )
+        used = (last.sources if last else v.metadata_.get("sources", {})) or {}
+        for code, info in used.items():
+            res = session.scalar(select(Resource).where(Resource.code == code))
+            cur = session.get(ResourceVersion, res.current_version_id) if res else None
+            if cur is not None and cur.number != info.get("version"):
+                due.append(comp.spec_id)
+                break
+    return due
+
+
+def run_due_rebuilds(
+    *, session: Session, actor: Actor, data_dir: Path, wait: bool = False
+) -> list[int]:
+    """Start the production rebuild of every component whose sources got a new version."""
+    started = []
+    for spec_id in due_rebuilds(session):
+        b = start_build(session=session, actor=actor, data_dir=data_dir, spec_id=spec_id, wait=wait)
+        started.append(b.id)
+    return started

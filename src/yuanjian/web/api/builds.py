@@ -74,6 +74,25 @@ def save_definition(
     return {"id": rec.id, "content_hash": rec.content_hash}
 
 
+class ConstraintsIn(Strict):
+    overrides: dict[str, dict[str, str]]
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+@router.put("/specs/{spec_id}/constraints")
+def set_constraints(
+    spec_id: int,
+    body: ConstraintsIn,
+    actor: Actor = Depends(requires(Permission.SPEC_REVIEW)),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """A reviewer sets column constraints (plaintext, join_only, aggregate_only, group_by_only,
+    forbidden) for one spec; returns the constraints now in force."""
+    return builds.set_constraints(
+        session=session, actor=actor, spec_id=spec_id, overrides=body.overrides, reason=body.reason
+    )
+
+
 @router.post("/specs/{spec_id}/dev-runs", status_code=status.HTTP_201_CREATED)
 def dev_run(
     spec_id: int,
