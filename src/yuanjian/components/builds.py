@@ -386,6 +386,9 @@ def start_build(
         v = session.get(ResourceVersion, res.current_version_id)
         tables[res.code] = [v.object_path]
         sources[res.code] = {"version": v.number, "sha256": v.content_hash, "source": res.source}
+    from yuanjian.standards import service as standards
+
+    rules = {k: standards.in_force(session, k) for k in ("quality_rules", "anonymity_thresholds")}
     definition = defs.load_definition(rec.definition)
     checked = analyze_sql(
         definition.sql, allowed=_allowed(session, doc, spec_id=spec.id), min_group_size=MIN_GROUP
@@ -430,6 +433,7 @@ def start_build(
         checked,
         doc,
         factory,
+        rules,
     )
     if wait:
         job.run()
@@ -458,7 +462,9 @@ class _BuildJob:
         checked_sql: str | None,
         doc: dict[str, Any],
         bind: Any,
+        rules: dict[str, Any] | None = None,
     ) -> None:
+        self.rules = rules
         self.build_id, self.definition, self.digest = build_id, definition, digest
         self.tables, self.out_dir, self.engine, self.master = tables, out_dir, engine, master
         self.checked, self.doc, self.bind = checked_sql, doc, bind
@@ -489,7 +495,7 @@ class _BuildJob:
                     checked_sql=self.checked,
                     cancel=self.cancel,
                 )
-            checks = compliance_checks(Path(result.path), self.doc)
+            checks = compliance_checks(Path(result.path), self.doc, self.rules)
             status, error = "succeeded", None
         except duck.BuildCancelled:
             result, checks, status, error = None, {}, "cancelled", "cancelled by the operator"
@@ -532,8 +538,18 @@ def cancel_build(*, session: Session, actor: Actor, build_id: int) -> Build:
     return b
 
 
-def compliance_checks(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
-    """Automated checks on a build output (Art. 15): schema, identifiers, k, sanity."""
+def compliance_checks(
+    path: Path, doc: dict[str, Any], rules: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Automated checks on a build output (Art. 15): schema, identifiers, k, sanity.
+
+    ``rules`` = {"quality_rules": (version, doc), "anonymity_thresholds": (version, doc)}, the
+    standards in force; their versions are recorded so the check can be replayed (Art. 6).
+    """
+    from yuanjian.standards.service import DEFAULTS
+
+    rules = rules or {k: (0, DEFAULTS[k]) for k in ("quality_rules", "anonymity_thresholds")}
+    (qv, quality), (av, anonymity) = rules["quality_rules"], rules["anonymity_thresholds"]
     table = pq.read_table(path)
     expected = [o["name"] for o in doc["outputs"]]
     checks: dict[str, Any] = {}
@@ -551,24 +567,50 @@ def compliance_checks(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
     )
     clear = sorted(n for n, f in findings.items() if f.label in DIRECT_IDENTIFIERS)
     checks["direct_identifiers"] = {"ok": not clear, "columns": clear}
-    checks["rows"] = {"ok": table.num_rows > 0, "rows": table.num_rows}
+    checks["rows"] = {
+        "ok": table.num_rows >= int(quality["min_rows"]) and table.num_rows > 0,
+        "rows": table.num_rows,
+        "min_rows": int(quality["min_rows"]),
+    }
     nulls = (
         {c: table.column(c).null_count / table.num_rows for c in table.column_names}
         if table.num_rows
         else {}
     )
-    bad_nulls = sorted(c for c, r in nulls.items() if r > 0.5)
-    checks["null_rate"] = {"ok": not bad_nulls, "over_half_null": bad_nulls}
+    limit = float(quality["max_null_ratio"])
+    bad_nulls = sorted(c for c, r in nulls.items() if r > limit)
+    checks["null_rate"] = {"ok": not bad_nulls, "over_limit": bad_nulls, "max_null_ratio": limit}
     if doc.get("type") == "dataset":
         qis = [c for c in table.column_names if c != key]
         k = reid.k_anonymity(table, qis) if qis and table.num_rows else None
-        checks["k_anonymity"] = {
-            "ok": k is None or k >= samples.DEFAULT_K,
-            "k": k,
-            "required": samples.DEFAULT_K,
-        }
+        required = int(anonymity["k"])
+        checks["k_anonymity"] = {"ok": k is None or k >= required, "k": k, "required": required}
     checks["ok"] = all(v.get("ok", True) for v in checks.values() if isinstance(v, dict))
+    checks["standards"] = {"quality_rules": qv, "anonymity_thresholds": av}
     return checks
+
+
+def replay_checks(
+    *, session: Session, actor: Actor, build_id: int, current: bool = False
+) -> dict[str, Any]:
+    """Re-run a build's checks under the standards it recorded (or those in force now)."""
+    from yuanjian.standards import service as standards
+
+    b = get_build(session=session, actor=actor, build_id=build_id)
+    if b.output_path is None:
+        raise ValidationFailed("the build has no output", field="build_id")
+    doc = reviews.approved_document(session, b.spec_id) or {}
+    if current:
+        rules = {
+            k: standards.in_force(session, k) for k in ("quality_rules", "anonymity_thresholds")
+        }
+    else:
+        recorded = b.checks.get("standards", {})
+        rules = {
+            k: (recorded.get(k, 0), standards.version_document(session, k, recorded.get(k, 0)))
+            for k in ("quality_rules", "anonymity_thresholds")
+        }
+    return compliance_checks(Path(b.output_path), doc, rules)
 
 
 def get_build(*, session: Session, actor: Actor, build_id: int) -> Build:

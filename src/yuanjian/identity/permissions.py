@@ -62,6 +62,12 @@ class Permission(StrEnum):
     SPEC_ASSIGN = "spec.assign"
     SPEC_REVIEW = "spec.review"
     BUILD_RUN = "build.run"
+    STANDARD_READ = "standard.read"
+    STANDARD_APPROVE = "standard.approve"
+    SCENARIO_PUBLISH = "scenario.publish"
+    SCENARIO_PARTICIPATE = "scenario.participate"
+    LICENCE_READ = "licence.read"
+    PRODUCT_REGISTER = "product.register"
     CATALOG_READ = "catalog.read"
     SAMPLE_ISSUE = "sample.issue"
     SAMPLE_USE = "sample.use"
@@ -82,6 +88,7 @@ _EVERYONE = frozenset(
         Permission.RESOURCE_READ,
         Permission.SPEC_READ_OWN,
         Permission.CATALOG_READ,
+        Permission.SCENARIO_PARTICIPATE,
     }
 )
 # Operator staff and oversight roles may see profile values (min/max/top); developers never.
@@ -110,6 +117,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.SAMPLE_ISSUE,
         Permission.SAMPLE_USE,
         Permission.BUILD_RUN,
+        Permission.STANDARD_READ,
+        Permission.STANDARD_APPROVE,
+        Permission.SCENARIO_PUBLISH,
+        Permission.LICENCE_READ,
     }
     | _SEES_VALUES,
     Role.OPERATOR_REVIEWER: _EVERYONE
@@ -148,6 +159,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.SPEC_READ_OWN,
         Permission.SPEC_SUBMIT_PRODUCT,
         Permission.AGREEMENT_SIGN,
+        Permission.LICENCE_READ,
+        Permission.PRODUCT_REGISTER,
     },
     Role.THIRD_PARTY_REVIEWER: _EVERYONE
     | {Permission.USER_READ_OWN_ORG, Permission.SPEC_QUEUE, Permission.SPEC_REVIEW},
@@ -159,6 +172,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.AUDIT_READ,
         Permission.AUDIT_WITNESS,
         Permission.SPEC_READ_ALL,
+        Permission.STANDARD_READ,
+        Permission.SCENARIO_PUBLISH,
+        Permission.LICENCE_READ,
     }
     | _SEES_VALUES,
     Role.AUDITOR: _EVERYONE
@@ -169,6 +185,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.AUDIT_READ,
         Permission.AUDIT_EXPORT,
         Permission.SPEC_READ_ALL,
+        Permission.STANDARD_READ,
+        Permission.LICENCE_READ,
     }
     | _SEES_VALUES,
 }

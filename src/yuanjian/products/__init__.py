@@ -1,1 +1,1 @@
-"""products capability."""
+"""Product licences and the product registry (Art. 18–23)."""

@@ -53,6 +53,8 @@ class SpecRevision(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     risk: Mapped[dict | None] = mapped_column(JSON)
     risk_level: Mapped[str | None] = mapped_column(String(8))
+    # The versions of the standards the revision was judged under (Art. 6), for replay.
+    standards: Mapped[dict | None] = mapped_column(JSON)
     decision_reason: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -510,6 +510,10 @@ def submit(
         object_id=spec.id,
     )
     doc = validate_document(session, spec.kind, rev.document)
+    from yuanjian.standards import service as standards
+
+    judged_under = standards.check_spec(session, spec.kind, rev.document)
+    judged_under = {**judged_under, **standards.versions_in_force(session)}
     assessment = assess_risk(
         documents.risk_document(doc),
         documents.registry_facts(session, doc),
@@ -527,6 +531,7 @@ def submit(
         submitted_at=now,
         risk=assessment.to_dict(),
         risk_level=assessment.level.value,
+        standards=judged_under,
         due_at=now + timedelta(days=REVIEW_DAYS),
     )
     audit.record(
@@ -783,6 +788,12 @@ def _on_approved(
             detail={"revision": previous.number, "by_revision": rev.number},
         )
     spec.approved_revision_id = rev.id
+    if spec.kind == "product":
+        from yuanjian.products import service as products
+
+        products.grant_on_approval(
+            session, actor, spec, rev, has_signed_current(session, spec.owner_org_id, "product_use")
+        )
 
 
 def revise(
@@ -1086,6 +1097,10 @@ def sign_agreement(*, session: Session, actor: Actor, kind: str, sha256: str) ->
     )
     if existing is not None:
         return existing
+    if kind == "product_use":
+        from yuanjian.products import service as products
+
+        products.activate_pending(session, actor, actor.org_id)
     sig = AgreementSignature(
         agreement_id=current.id,
         org_id=actor.org_id,

@@ -1,0 +1,1 @@
+"""Application scenarios: calls, proposals, demand surveys, contests (Art. 8)."""

@@ -1,0 +1,1 @@
+"""Standards as versioned policy data with effective dates (Art. 6)."""
