@@ -62,7 +62,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -233,7 +233,14 @@ def libpq_url(url: str) -> tuple[str, dict[str, str]]:
     env: dict[str, str] = {}
     if u.password is not None:
         env["PGPASSWORD"] = str(u.password)
-    plain = u.set(drivername="postgresql", password=None)
+    plain = URL.create(
+        "postgresql",
+        username=u.username,
+        host=u.host,
+        port=u.port,
+        database=u.database,
+        query=u.query,
+    )
     return plain.render_as_string(hide_password=False), env
 
 
@@ -449,7 +456,7 @@ def _snapshot_postgresql(url: str, dest: Path) -> _Snapshot:
 def _archive_path(out: Path) -> Path:
     out = out.expanduser().absolute()
     if out.is_dir():
-        return out / f"yuanjian-backup-{_stamp()}.tar.gz"
+        out = out / f"yuanjian-backup-{_stamp()}.tar.gz"
     if not (out.name.endswith(".tar.gz") or out.name.endswith(".tgz")):
         raise BackupError(f"{out}: the backup file name must end with .tar.gz", field="out")
     if out.exists():
@@ -1048,18 +1055,20 @@ def _check_audit(engine: Engine, settings: Settings, now: datetime) -> list[Chec
             return [Check("audit_head", "fail", f"cannot read the audit log head: {exc}")]
         count = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
         last = session.scalar(select(func.max(AuditEntry.idx)))
-        root = merkle.root_from_frontier(head.frontier, head.size, alg=head.alg)
         problems = []
         if count != head.size:
             problems.append(f"the head says {head.size} entries but {count} are stored")
         if head.size and last != head.size - 1:
             problems.append(f"the last stored entry is {last}, expected {head.size - 1}")
+        root = b""
         if len(head.frontier) != bin(head.size).count("1"):
             problems.append("the head frontier does not fit its size")
+        else:
+            root = merkle.root_from_frontier(head.frontier, head.size, alg=head.alg)
         cp = audit_log.latest_checkpoint(session)
         if cp is not None and cp.size > head.size:
             problems.append(f"the latest checkpoint (size {cp.size}) is beyond the head")
-        if cp is not None and cp.size == head.size and bytes(cp.root) != root:
+        if cp is not None and root and cp.size == head.size and bytes(cp.root) != root:
             problems.append("the head's root differs from the checkpoint at the same size")
         if problems:
             checks.append(

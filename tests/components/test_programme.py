@@ -430,3 +430,56 @@ def test_regulator_reads_standards_but_cannot_approve(
                 effective_from=date.today(),
             )
         assert info.value.field == "max_null_ratio"
+
+
+def test_api_and_scenario_page(app, instance: Instance, cast: Cast, world) -> None:
+    from tests.conftest import token_client
+
+    reg = token_client(app, instance, world.user(Role.REGULATOR_VIEWER).username)
+    dev = token_client(app, instance, cast.dev_person.username)
+    body = {
+        "code": "sme_finance",
+        "title": "小微金融",
+        "sector": "finance",
+        "need": "融资",
+        "data_domains": ["纳税"],
+        "deadline": (date.today() + timedelta(days=9)).isoformat(),
+        "survey": SURVEY,
+    }
+    assert dev.post("/api/v1/scenario-calls", json=body).status_code == 403
+    r = reg.post("/api/v1/scenario-calls", json=body)
+    assert r.status_code == 201, r.text
+    call_id = r.json()["id"]
+    r = dev.put(
+        f"/api/v1/scenario-calls/{call_id}/survey-answers", json={"answers": {"need": "水电"}}
+    )
+    assert r.status_code == 200
+    assert (
+        reg.get(f"/api/v1/scenario-calls/{call_id}/survey-summary").json()["questions"]["need"][
+            "counts"
+        ]["水电"]
+        == 1
+    )
+    assert (
+        dev.post(
+            "/api/v1/scenario-proposals",
+            json={"title": "水电缴费信用", "description": "以水电缴费评估", "call_id": call_id},
+        ).status_code
+        == 201
+    )
+    page = dev.get("/scenarios/sme_finance")
+    assert page.status_code == 200 and "小微金融" in page.text
+    assert "sme_finance" in dev.get("/scenarios").text
+    admin = token_client(app, instance, "admin")
+    r = admin.post(
+        "/api/v1/standards/anonymity_thresholds",
+        json={"document": {"k": 7}, "effective_from": date.today().isoformat()},
+    )
+    assert r.status_code == 201
+    assert reg.get("/api/v1/standards").json()[0]["status"] == "proposed"
+    assert (
+        admin.post(
+            f"/api/v1/standards/{r.json()['id']}/decision", json={"approve": True}
+        ).status_code
+        == 403
+    )  # own proposal

@@ -26,6 +26,7 @@ from yuanjian.web import errors
 from yuanjian.web.api import audit as audit_api
 from yuanjian.web.api import builds as builds_api
 from yuanjian.web.api import identity as identity_api
+from yuanjian.web.api import programme as programme_api
 from yuanjian.web.api import resources as resources_api
 from yuanjian.web.api import samples as samples_api
 from yuanjian.web.api import specs as specs_api
@@ -183,6 +184,7 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(samples_ui.router)
     app.include_router(builds_api.router)
     app.include_router(catalog_ui.router)
+    app.include_router(programme_api.router)
     app.include_router(audit_api.router)
     app.include_router(ui_routes.router)
     app.include_router(audit_ui.router)

@@ -75,3 +75,32 @@ def component_page(
             "mermaid": to_mermaid(lineage) if lineage else "",
         },
     )
+
+
+@router.get("/scenarios", response_class=HTMLResponse)
+def scenarios_page(
+    request: Request,
+    actor: Actor = Depends(requires(Permission.CATALOG_READ)),
+    session: Session = Depends(get_session),
+) -> Response:
+    """Published scenario calls."""
+    from yuanjian.scenarios.models import ScenarioCall
+
+    calls = list(session.scalars(select(ScenarioCall).order_by(ScenarioCall.deadline)))
+    return render(request, "scenarios.html", {"calls": calls})
+
+
+@router.get("/scenarios/{code}", response_class=HTMLResponse)
+def scenario_page(
+    request: Request,
+    code: str,
+    actor: Actor = Depends(requires(Permission.CATALOG_READ)),
+    session: Session = Depends(get_session),
+) -> Response:
+    """A scenario and the components, specs and products that answer it."""
+    from yuanjian.scenarios import service as scenarios
+
+    page = scenarios.scenario_page(session, code)
+    if page["call"] is None and not (page["components"] or page["component_specs"]):
+        raise NotFound(f"scenario {code!r} not found")
+    return render(request, "scenario.html", {"code": code, **page})
