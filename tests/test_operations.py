@@ -313,11 +313,13 @@ def test_backup_needs_pg_dump_on_postgresql(
 ) -> None:
     if BACKEND != "postgresql":
         pytest.skip("pg_dump is only used for PostgreSQL")
-    monkeypatch.setenv("PATH", str(tmp_path))
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setenv("PATH", str(out))
     with pytest.raises(BackupError, match="pg_dump not found") as err:
-        backup(settings, tmp_path / "b.tar.gz")
+        backup(settings, out)
     assert err.value.field == "pg_dump"
-    assert not list(tmp_path.iterdir())
+    assert not list(out.iterdir())
 
 
 def test_libpq_url_strips_the_driver_and_hides_the_password() -> None:

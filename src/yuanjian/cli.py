@@ -1048,7 +1048,9 @@ def samples_issue(
     spec: Annotated[str, typer.Argument(help="Component spec code.")],
     days: Annotated[int, typer.Option(help="Validity in days.")] = 30,
     subjects: Annotated[int, typer.Option(help="Subjects to sample.")] = 1000,
-    k: Annotated[int, typer.Option(help="Minimum k-anonymity.")] = 5,
+    k: Annotated[
+        int | None, typer.Option(help="Minimum k-anonymity (default: the standard in force).")
+    ] = None,
     risk_override: Annotated[
         str | None, typer.Option(help="Reviewer's reason to issue below k.")
     ] = None,

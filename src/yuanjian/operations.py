@@ -484,6 +484,8 @@ def backup(settings: Settings, out: Path, *, compresslevel: int = 1) -> BackupMa
         )
     if settings.secret_key is None and not settings.secret_key_path.is_file():
         raise BackupError(f"no secret key at {settings.secret_key_path}", field="secret_key")
+    if kind == "postgresql":
+        _pg_tool("pg_dump")
     archive = _archive_path(out)
     # An SQLite file inside the data dir is copied via the backup API, never as a live file.
     live_db: set[Path] = set()

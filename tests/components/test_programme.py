@@ -483,3 +483,39 @@ def test_api_and_scenario_page(app, instance: Instance, cast: Cast, world) -> No
         ).status_code
         == 403
     )  # own proposal
+
+
+def test_checklist_and_anonymity_standards_apply(instance: Instance, cast: Cast, world) -> None:
+    admin2 = world.user(Role.OPERATOR_ADMIN, username="admin-four")
+    with instance.sessions() as s:
+        second = identity.actor_for(identity.find_user(s, admin2.username))
+        with pytest.raises(ValidationFailed) as info:
+            standards.propose(
+                session=s,
+                actor=cast.admin,
+                kind="review_checklist",
+                document={"extra_items": [{"id": "Bad Id"}]},
+                effective_from=date.today(),
+            )
+        assert info.value.field == "extra_items[0]"
+        item = {
+            "id": "training_records",
+            "text": "Staff training records checked",
+            "text_zh": "已核查安全培训记录",
+            "blocking": True,
+        }
+        st = standards.propose(
+            session=s,
+            actor=cast.admin,
+            kind="review_checklist",
+            document={"extra_items": [item]},
+            effective_from=date.today(),
+        )
+        standards.decide(session=s, actor=second, standard_id=st.id, approve=True)
+        _, rev = reviews.create_spec(
+            session=s, actor=cast.dev, kind="component", document=component_doc(code="checklisted")
+        )
+        reviews.submit(session=s, actor=cast.dev, revision_id=rev.id, expected_version=1)
+        r = s.get(SpecRevision, rev.id)
+        assert "training_records" in r.risk["unanswered"]
+        assert r.standards["review_checklist"] == 1

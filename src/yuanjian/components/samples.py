@@ -214,7 +214,7 @@ def issue_sample(
     spec_id: int,
     days: int = 30,
     subjects: int = DEFAULT_SUBJECTS,
-    k: int = DEFAULT_K,
+    k: int | None = None,
     overrides: dict[str, dict[str, Any]] | None = None,
     approved_overrides: Iterable[str] = (),
     risk_override_reason: str | None = None,
@@ -249,6 +249,10 @@ def issue_sample(
         object_id=spec.id,
     )
     policy = current_policy(session)[1]
+    from yuanjian.standards import service as standards
+
+    anon_version, anon = standards.in_force(session, "anonymity_thresholds")
+    k = int(anon["k"]) if k is None else k
     key = secrets.token_bytes(32)
     seed = secrets.randbelow(2**31)
     salt = secrets.token_hex(16)
@@ -280,7 +284,11 @@ def issue_sample(
     tables: dict[str, Any] = {}
     calls_by_table: dict[str, Any] = {}
     issued: list[pa.Table] = []
-    risk: dict[str, Any] = {"k_required": k, "tables": {}}
+    risk: dict[str, Any] = {
+        "k_required": k,
+        "tables": {},
+        "standards": {"anonymity_thresholds": anon_version},
+    }
     con = duckdb.connect()
     # Selection rate from the subject population of the spec's key resource.
     first = next((p for p in plans if p[0].code == spec_code), plans[0])

@@ -61,6 +61,20 @@ REVIEW_DAYS = 10
 # ---------------------------------------------------------------- helpers
 
 
+def risk_policy(session: Session, day: date | None = None) -> Any:
+    """The risk policy with the review checklist standard in force (extra items appended)."""
+    from yuanjian.reviews.risk import ChecklistItem
+    from yuanjian.standards import service as standards
+
+    _, doc = standards.in_force(session, "review_checklist", day)
+    extra = [ChecklistItem.model_validate(i) for i in doc.get("extra_items", [])]
+    if not extra:
+        return DEFAULT_RISK_POLICY
+    return DEFAULT_RISK_POLICY.model_copy(
+        update={"checklist": (*DEFAULT_RISK_POLICY.checklist, *extra)}
+    )
+
+
 def _latest_policy(session: Session, kind: str) -> PolicyDocument | None:
     return session.scalar(
         select(PolicyDocument)
@@ -517,7 +531,7 @@ def submit(
     assessment = assess_risk(
         documents.risk_document(doc),
         documents.registry_facts(session, doc),
-        policy=DEFAULT_RISK_POLICY,
+        policy=risk_policy(session),
     )
     ctxw = _context(session, actor, rev, spec, expected_version=expected_version)
     t = _transition(session, actor, rev, spec, ReviewAction.SUBMIT, ctxw)
@@ -942,7 +956,7 @@ def answer_checklist(
             object_type="spec",
             object_id=spec.id,
         )
-    items = {i.id for i in DEFAULT_RISK_POLICY.checklist_for(spec.kind)}
+    items = {i.id for i in risk_policy(session).checklist_for(spec.kind)}
     for item, answer in answers.items():
         if item not in items:
             raise ValidationFailed(f"unknown checklist item {item!r}", field="answers")
@@ -977,7 +991,7 @@ def answer_checklist(
         documents.risk_document(doc),
         documents.registry_facts(session, doc),
         answers=all_answers,
-        policy=DEFAULT_RISK_POLICY,
+        policy=risk_policy(session),
     )
     rev.risk, rev.risk_level = assessment.to_dict(), assessment.level.value
     audit.record(

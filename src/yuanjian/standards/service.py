@@ -80,6 +80,18 @@ def _validate(kind: str, document: dict[str, Any]) -> dict[str, Any]:
             raise ValidationFailed("max_null_ratio must be between 0 and 1", field="max_null_ratio")
         if int(merged["min_rows"]) < 0:
             raise ValidationFailed("min_rows must not be negative", field="min_rows")
+    if kind == "review_checklist":
+        from pydantic import ValidationError
+
+        from yuanjian.reviews.risk import ChecklistItem
+
+        for i, item in enumerate(merged["extra_items"]):
+            try:
+                ChecklistItem.model_validate(item)
+            except ValidationError as exc:
+                raise ValidationFailed(
+                    f"extra_items[{i}]: {exc.errors()[0]['msg']}", field=f"extra_items[{i}]"
+                ) from None
     if kind == "anonymity_thresholds":
         for key in ("k", "min_group_size"):
             if int(merged[key]) < 2:

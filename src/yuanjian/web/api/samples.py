@@ -24,7 +24,7 @@ router = APIRouter(prefix="/api/v1", tags=["samples"])
 class IssueIn(Strict):
     days: int = Field(default=30, ge=1, le=samples.MAX_DAYS)
     subjects: int = Field(default=samples.DEFAULT_SUBJECTS, ge=10, le=1_000_000)
-    k: int = Field(default=samples.DEFAULT_K, ge=2, le=1000)
+    k: int | None = Field(default=None, ge=2, le=1000)
     overrides: dict[str, dict[str, Any]] | None = None
     approved_overrides: list[str] = Field(default_factory=list)
     risk_override_reason: str | None = Field(default=None, max_length=2000)

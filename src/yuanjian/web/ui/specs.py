@@ -18,7 +18,6 @@ from yuanjian.identity.permissions import Permission
 from yuanjian.reviews import service as reviews
 from yuanjian.reviews import workflow
 from yuanjian.reviews.models import ChecklistAnswer, ReviewAssignment, SpecRevision
-from yuanjian.reviews.risk import DEFAULT_RISK_POLICY
 from yuanjian.web.api.specs import detail
 from yuanjian.web.deps import get_session, requires
 from yuanjian.web.ui.render import render
@@ -208,7 +207,7 @@ def _spec_page(
         "names": names,
         "answers": answers,
         "reviewers": reviewers,
-        "checklist": DEFAULT_RISK_POLICY.checklist_for(spec.kind),
+        "checklist": reviews.risk_policy(session).checklist_for(spec.kind),
         "pretty": json.dumps(current.document, ensure_ascii=False, indent=2) if current else "",
         "errors": [],
         "assignments": list(
