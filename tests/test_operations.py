@@ -286,6 +286,8 @@ def test_backup_refusals(settings: Settings, tmp_path: Path) -> None:
     assert err.value.field == "out"
     with pytest.raises(BackupError, match=r"\.tar\.gz"):
         backup(settings, tmp_path / "backup.zip")
+    with pytest.raises(BackupError, match="inside the data directory"):
+        backup(settings, settings.data_dir)
     blank = Settings(data_dir=tmp_path / "blank", database_url=settings.database_url)
     blank.ensure_data_dir()
     with pytest.raises(BackupError) as err:

@@ -58,3 +58,15 @@ class Throttled(YuanjianError):
 
     code = "throttled"
     status = 429
+
+
+def clean_text(value: str | None, field: str, *, max_len: int, required: bool = True) -> str | None:
+    """Strip a text input; raise naming the field when it is missing or too long."""
+    value = (value or "").strip()
+    if not value:
+        if required:
+            raise ValidationFailed(f"{field} is required", field=field)
+        return None
+    if len(value) > max_len:
+        raise ValidationFailed(f"{field} is longer than {max_len} characters", field=field)
+    return value

@@ -487,6 +487,8 @@ def backup(settings: Settings, out: Path, *, compresslevel: int = 1) -> BackupMa
     if kind == "postgresql":
         _pg_tool("pg_dump")
     archive = _archive_path(out)
+    if archive.resolve().is_relative_to(data_dir):
+        raise BackupError(f"{archive} lies inside the data directory it would back up", field="out")
     # An SQLite file inside the data dir is copied via the backup API, never as a live file.
     live_db: set[Path] = set()
     if kind == "sqlite":
@@ -668,11 +670,10 @@ def _verify(staging: Path, seen: dict[str, tuple[str, int]]) -> BackupManifest:
     member = SQLITE_MEMBER if manifest.database_kind == "sqlite" else PG_MEMBER
     if member not in manifest.files:
         raise ArchiveCorrupt(f"{member}: the database dump is missing", field=member)
-    if f"data/{AUDIT_KEY_FILE}" not in manifest.files:
-        raise ArchiveCorrupt(
-            f"data/{AUDIT_KEY_FILE}: the audit signing key is missing",
-            field=f"data/{AUDIT_KEY_FILE}",
-        )
+    keys = [AUDIT_KEY_FILE, *([SECRET_KEY_FILE] if manifest.secret_key_in_archive else [])]
+    for key in keys:
+        if f"data/{key}" not in manifest.files:
+            raise ArchiveCorrupt(f"data/{key}: the key file is missing", field=f"data/{key}")
     return manifest
 
 
@@ -686,7 +687,7 @@ def _sqlite_in_use(path: Path) -> bool:
     if path.stat().st_size == 0:
         return False
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        con = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
         try:
             return con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] > 0
         finally:

@@ -15,6 +15,53 @@ registry = _reviews.registry
 cast = _reviews.cast
 
 
+def approve_revision(instance: Instance, cast: Cast, rev_id: int) -> None:
+    """Assign a senior and a third-party reviewer to a submitted revision and approve it."""
+
+    def v() -> int:
+        with instance.sessions() as s:
+            return s.get(SpecRevision, rev_id).version
+
+    for username, senior in (("reviewer-senior", True), ("third-a", False)):
+        with instance.sessions() as s:
+            reviews.assign(
+                session=s,
+                actor=cast.admin,
+                revision_id=rev_id,
+                reviewer_username=username,
+                senior=senior,
+                expected_version=v(),
+            )
+    for actor in (cast.senior, cast.third):
+        with instance.sessions() as s:
+            r = s.get(SpecRevision, rev_id)
+            if r.state == "approved":
+                break
+            if r.state == "submitted":
+                reviews.act(
+                    session=s,
+                    actor=actor,
+                    revision_id=rev_id,
+                    action="start_review",
+                    expected_version=r.version,
+                )
+            reviews.answer_checklist(
+                session=s,
+                actor=actor,
+                revision_id=rev_id,
+                answers={i: "yes" for i in r.risk["unanswered"]},
+            )
+            reviews.act(
+                session=s,
+                actor=actor,
+                revision_id=rev_id,
+                action="approve",
+                expected_version=s.get(SpecRevision, rev_id).version,
+            )
+    with instance.sessions() as s:
+        assert s.get(SpecRevision, rev_id).state == "approved"
+
+
 def approve(instance: Instance, cast: Cast, document: dict) -> int:
     """Create, submit and approve a component spec; return the spec id."""
     with instance.sessions() as s:
@@ -22,55 +69,7 @@ def approve(instance: Instance, cast: Cast, document: dict) -> int:
             session=s, actor=cast.dev, kind="component", document=document
         )
         reviews.submit(session=s, actor=cast.dev, revision_id=rev.id, expected_version=1)
-
-    def v() -> int:
-        with instance.sessions() as s:
-            return s.get(SpecRevision, rev.id).version
-
-    with instance.sessions() as s:
-        reviews.assign(
-            session=s,
-            actor=cast.admin,
-            revision_id=rev.id,
-            reviewer_username="reviewer-senior",
-            senior=True,
-            expected_version=v(),
-        )
-        reviews.assign(
-            session=s,
-            actor=cast.admin,
-            revision_id=rev.id,
-            reviewer_username="third-a",
-            expected_version=v(),
-        )
-    for actor in (cast.senior, cast.third):
-        with instance.sessions() as s:
-            r = s.get(SpecRevision, rev.id)
-            if r.state == "approved":
-                break
-            if r.state == "submitted":
-                reviews.act(
-                    session=s,
-                    actor=actor,
-                    revision_id=rev.id,
-                    action="start_review",
-                    expected_version=r.version,
-                )
-            reviews.answer_checklist(
-                session=s,
-                actor=actor,
-                revision_id=rev.id,
-                answers={i: "yes" for i in r.risk["unanswered"]},
-            )
-            reviews.act(
-                session=s,
-                actor=actor,
-                revision_id=rev.id,
-                action="approve",
-                expected_version=s.get(SpecRevision, rev.id).version,
-            )
-    with instance.sessions() as s:
-        assert s.get(SpecRevision, rev.id).state == "approved"
+    approve_revision(instance, cast, rev.id)
     return spec.id
 
 

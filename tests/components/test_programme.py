@@ -8,7 +8,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
-from tests.components.conftest import approve
+from tests.components.conftest import approve, approve_revision
 from tests.components.test_builds import GOOD
 from tests.reviews.conftest import Cast, component_doc
 from yuanjian.audit.models import AuditEntry
@@ -254,43 +254,7 @@ def test_product_registry_needs_a_valid_licence(instance: Instance, cast: Cast, 
         bank = identity.actor_for(identity.find_user(s, pd.username))
         spec, rev = reviews.create_spec(session=s, actor=bank, kind="product", document=PRODUCT)
         reviews.submit(session=s, actor=bank, revision_id=rev.id, expected_version=1)
-    for actor, op in ((cast.admin, "assign1"), (cast.admin, "assign2")):
-        with instance.sessions() as s:
-            r = s.get(SpecRevision, rev.id)
-            reviews.assign(
-                session=s,
-                actor=actor,
-                revision_id=rev.id,
-                reviewer_username="reviewer-senior" if op == "assign1" else "third-a",
-                senior=op == "assign1",
-                expected_version=r.version,
-            )
-    for actor in (cast.senior, cast.third):
-        with instance.sessions() as s:
-            r = s.get(SpecRevision, rev.id)
-            if r.state == "approved":
-                break
-            if r.state == "submitted":
-                reviews.act(
-                    session=s,
-                    actor=actor,
-                    revision_id=rev.id,
-                    action="start_review",
-                    expected_version=r.version,
-                )
-            reviews.answer_checklist(
-                session=s,
-                actor=actor,
-                revision_id=rev.id,
-                answers={i: "yes" for i in r.risk["unanswered"]},
-            )
-            reviews.act(
-                session=s,
-                actor=actor,
-                revision_id=rev.id,
-                action="approve",
-                expected_version=s.get(SpecRevision, rev.id).version,
-            )
+    approve_revision(instance, cast, rev.id)
     with instance.sessions() as s:
         lic = s.scalar(select(Licence).where(Licence.spec_id == spec.id))
         assert lic.status == "pending_agreement"  # no product use agreement signed yet

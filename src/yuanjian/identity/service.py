@@ -26,6 +26,7 @@ from yuanjian.errors import (
     PermissionDenied,
     Throttled,
     ValidationFailed,
+    clean_text,
 )
 from yuanjian.identity.access import deny, require, require_same_org_or
 from yuanjian.identity.actor import Actor
@@ -57,15 +58,7 @@ ORG_STATUSES = ("active", "suspended")
 # ---------------------------------------------------------------- helpers
 
 
-def _text(value: str | None, field: str, *, max_len: int, required: bool = True) -> str | None:
-    value = (value or "").strip()
-    if not value:
-        if required:
-            raise ValidationFailed(f"{field} is required", field=field)
-        return None
-    if len(value) > max_len:
-        raise ValidationFailed(f"{field} is longer than {max_len} characters", field=field)
-    return value
+_text = clean_text
 
 
 def _sha256(text: str) -> str:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from yuanjian.audit import service as audit
 from yuanjian.db.types import utcnow
-from yuanjian.errors import Conflict, NotFound, ValidationFailed
+from yuanjian.errors import Conflict, NotFound, ValidationFailed, clean_text
 from yuanjian.identity.access import require
 from yuanjian.identity.actor import Actor
 from yuanjian.identity.models import User
@@ -69,15 +69,7 @@ RESERVED = {
 RULES_KIND = "classification_rules"
 
 
-def _text(value: str | None, field: str, *, max_len: int, required: bool = True) -> str | None:
-    value = (value or "").strip()
-    if not value:
-        if required:
-            raise ValidationFailed(f"{field} is required", field=field)
-        return None
-    if len(value) > max_len:
-        raise ValidationFailed(f"{field} is longer than {max_len} characters", field=field)
-    return value
+_text = clean_text
 
 
 # ---------------------------------------------------------------- registry
