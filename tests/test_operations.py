@@ -9,6 +9,7 @@ import os
 import re
 import secrets
 import tarfile
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from typer.testing import CliRunner
 from tests.conftest import BACKEND, PG_ADMIN_URL, World
 from yuanjian.audit import log, merkle
 from yuanjian.audit import service as audit
+from yuanjian.audit.models import AuditEntry
+from yuanjian.cli import _root
+from yuanjian.cli import app as cli_app
 from yuanjian.config import Settings
 from yuanjian.db import migrate
 from yuanjian.db.types import utcnow
@@ -57,8 +61,16 @@ def _head(inst: Instance) -> tuple[int, bytes]:
         return h.size, merkle.root_from_frontier(h.frontier, h.size, alg=h.alg)
 
 
+@dataclass
+class Populated:
+    """What the ``populated`` fixture created."""
+
+    users: list[str]
+    object: Path
+
+
 @pytest.fixture
-def populated(instance: Instance, world: World, tmp_path: Path) -> dict[str, object]:
+def populated(instance: Instance, world: World, tmp_path: Path) -> Populated:
     """Users, audit events, an ingested resource (one Parquet object) and a checkpoint."""
     steward = world.user(Role.OPERATOR_DATA_STEWARD, username="steward")
     reviewer = world.user(Role.OPERATOR_REVIEWER, username="reviewer")
@@ -92,10 +104,7 @@ def populated(instance: Instance, world: World, tmp_path: Path) -> dict[str, obj
     with instance.sessions() as s:
         audit.record(s, instance.cli_actor(s), "ops.after_checkpoint")
         s.commit()
-    return {
-        "users": [steward.username, reviewer.username, "admin"],
-        "object": Path(version.object_path),
-    }
+    return Populated([steward.username, reviewer.username, "admin"], Path(version.object_path))
 
 
 def _target(tmp_path: Path, url: str, name: str = "restored") -> Settings:
@@ -120,7 +129,7 @@ def _rewrite_archive(src: Path, dst: Path, edit: dict[str, bytes]) -> None:
 def test_backup_then_restore_into_a_new_instance_verifies(
     instance: Instance,
     settings: Settings,
-    populated: dict[str, object],
+    populated: Populated,
     empty_db_url: str,
     tmp_path: Path,
 ) -> None:
@@ -136,8 +145,7 @@ def test_backup_then_restore_into_a_new_instance_verifies(
     assert manifest.latest_checkpoint is not None
     assert manifest.latest_checkpoint["size"] == size - 1
     assert manifest.alembic_revision == migrate.head_revision(instance.engine)
-    obj = populated["object"]
-    assert isinstance(obj, Path)
+    obj = populated.object
     rel = f"data/{obj.relative_to(settings.data_dir).as_posix()}"
     assert manifest.files[rel]["size"] == obj.stat().st_size
     assert manifest.files["data/audit-signing.key"]["mode"] == "0600"
@@ -145,6 +153,11 @@ def test_backup_then_restore_into_a_new_instance_verifies(
         names = tar.getnames()
     assert "yuanjian-backup/manifest.json" in names
     assert not any(n.endswith("-wal") for n in names)
+
+    with instance.sessions() as s:
+        event = s.scalar(select(AuditEntry).where(AuditEntry.idx == size))
+        assert event is not None and event.action == "ops.backup"
+        assert event.object_id == archive.name
 
     # The live instance moves on after the backup; the snapshot must not.
     with instance.sessions() as s:
@@ -169,7 +182,7 @@ def test_backup_then_restore_into_a_new_instance_verifies(
             verdict = log.verify_log(s, restored.audit.verifier)
             assert verdict.ok, verdict.problems
             assert verdict.size == size and verdict.checkpoints_checked >= 1
-            for username in populated["users"]:  # type: ignore[attr-defined]
+            for username in populated.users:
                 assert identity.find_user(s, username) is not None
             assert identity.find_user(s, "late-user") is None
             paths = s.scalars(select(ResourceVersion.object_path)).all()
@@ -192,12 +205,11 @@ def test_backup_then_restore_into_a_new_instance_verifies(
 
 
 def test_corrupted_archive_is_refused_naming_the_file(
-    settings: Settings, populated: dict[str, object], empty_db_url: str, tmp_path: Path
+    settings: Settings, populated: Populated, empty_db_url: str, tmp_path: Path
 ) -> None:
     archive = backup(settings, tmp_path / "b.tar.gz").archive
     assert archive is not None
-    obj = populated["object"]
-    assert isinstance(obj, Path)
+    obj = populated.object
     rel = f"data/{obj.relative_to(settings.data_dir).as_posix()}"
     flipped = bytearray(obj.read_bytes())
     flipped[len(flipped) // 2] ^= 0x01
@@ -232,10 +244,11 @@ def test_corrupted_archive_is_refused_naming_the_file(
 def test_restore_refuses_a_non_empty_target_unless_forced(
     instance: Instance,
     settings: Settings,
-    populated: dict[str, object],
+    populated: Populated,
     empty_db_url: str,
     tmp_path: Path,
 ) -> None:
+    snapshot = _head(instance)
     archive = backup(settings, tmp_path / "b.tar.gz").archive
     assert archive is not None
     before = sorted(p.name for p in settings.data_dir.iterdir())
@@ -260,7 +273,7 @@ def test_restore_refuses_a_non_empty_target_unless_forced(
     try:
         with inst.sessions() as s:
             assert log.verify_log(s, inst.audit.verifier).ok
-        assert _head(inst) == _head(instance)
+        assert _head(inst) == snapshot
     finally:
         inst.dispose()
 
@@ -473,7 +486,7 @@ def test_cli_doctor_exit_codes(instance: Instance, settings: Settings) -> None:
 
 
 def test_cli_backup_and_restore(
-    settings: Settings, populated: dict[str, object], empty_db_url: str, tmp_path: Path
+    settings: Settings, populated: Populated, empty_db_url: str, tmp_path: Path
 ) -> None:
     archive = tmp_path / "b.tar.gz"
     made = runner.invoke(ops_app, ["backup", "--out", str(archive), "--json"], env=_env(settings))
@@ -494,15 +507,17 @@ def test_cli_backup_and_restore(
     assert corrupt.exit_code == 1, corrupt.output
     done = runner.invoke(ops_app, ["restore", str(archive), "--json"], env=_env(target))
     assert done.exit_code == 0, done.output
-    assert json.loads(done.output)["audit_size"] == json.loads(made.output)["audit_size"]
+    size = json.loads(made.output)["audit_size"]
+    assert json.loads(done.output)["audit_size"] == size
+    verified = runner.invoke(cli_app, ["audit", "verify", "--json"], env=_env(target))
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.output)["size"] == size
 
 
 def test_commands_register_on_the_main_app_and_take_its_global_options(
     settings: Settings, instance: Instance
 ) -> None:
     """The lead's wiring: ``app.command("doctor")(doctor_cmd)`` under cli.py's root callback."""
-    from yuanjian.cli import _root
-
     app = typer.Typer()
     app.callback()(_root)
     app.command("backup")(backup_cmd)

@@ -23,6 +23,7 @@ from yuanjian.errors import YuanjianError
 from yuanjian.identity import service as identity
 from yuanjian.identity.actor import Actor
 from yuanjian.instance import Instance, init_instance, open_instance
+from yuanjian.ops_cli import backup_cmd, doctor_cmd, restore_cmd
 
 app = typer.Typer(
     help="Yuanjian (元件): governed data component development platform.",
@@ -1218,6 +1219,11 @@ def demo_data(
         for n, t in info.items()
     }
     emit(as_json, data, lambda: [console.print(f"{n}: {t.rows} rows") for n, t in info.items()])
+
+
+app.command("backup")(backup_cmd)
+app.command("restore")(restore_cmd)
+app.command("doctor")(doctor_cmd)
 
 
 def main() -> None:

@@ -466,10 +466,14 @@ def _archive_path(out: Path) -> Path:
     return out
 
 
-def backup(settings: Settings, out: Path, *, compresslevel: int = 1) -> BackupManifest:
+def backup(
+    settings: Settings, out: Path, *, compresslevel: int = 1, record: bool = True
+) -> BackupManifest:
     """Write a consistent snapshot of database, data directory and keys to ``out`` (.tar.gz).
 
     ``out`` may be an existing directory: the archive is then named by the current UTC time.
+    With ``record`` the backup is an ``ops.backup`` event in the live audit log (written after
+    the snapshot, so the archive's log ends just before it).
     """
     url = settings.effective_database_url
     kind = database_kind(url)
@@ -550,7 +554,44 @@ def backup(settings: Settings, out: Path, *, compresslevel: int = 1) -> BackupMa
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     manifest.archive, manifest.archive_sha256 = archive, writer.hash.hexdigest()
+    if record:
+        _record_backup(settings, manifest)
     return manifest
+
+
+def _record_backup(settings: Settings, manifest: BackupManifest) -> None:
+    """Audit the backup (it reads every resource) in the live log, after the snapshot."""
+    from yuanjian.audit import service as audit_service
+    from yuanjian.instance import open_instance
+
+    archive = manifest.archive
+    assert archive is not None
+    try:
+        inst = open_instance(settings)
+        try:
+            with inst.sessions() as session:
+                audit_service.record(
+                    session,
+                    inst.cli_actor(session),
+                    "ops.backup",
+                    object_type="backup",
+                    object_id=archive.name[:128],
+                    detail={
+                        "archive": str(archive),
+                        "sha256": manifest.archive_sha256,
+                        "audit_size": manifest.audit_size,
+                        "files": len(manifest.files),
+                    },
+                )
+                session.commit()
+        finally:
+            inst.dispose()
+    except Exception as exc:
+        raise BackupError(
+            f"the backup {archive} was written, but its audit event could not be recorded: "
+            f"{exc.__class__.__name__}: {exc}",
+            field="audit_log",
+        ) from None
 
 
 def _add_data_dir(
