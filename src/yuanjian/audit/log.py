@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import rfc8785
-from sqlalchemy import and_, bindparam, or_, select, text, tuple_, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from yuanjian.audit import merkle
@@ -274,30 +274,39 @@ def append(session: Session, items: Sequence[tuple[dict[str, Any], dict[str, Any
 
 
 def fetch_nodes(session: Session, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """Fetch stored subtree hashes by (level, k); leaves come from the entries' leaf hashes."""
+    """Fetch stored subtree hashes by (level, k) in one statement; leaves are the entries'
+    leaf hashes. Runs at driver level (like the append path): proofs are read per request and
+    SQLAlchemy statement construction cost more than the lookups themselves."""
     wanted = sorted(set(keys))
     out: dict[tuple[int, int], bytes] = {}
-    leaves = [k for lv, k in wanted if lv == 0]
-    inner = [(lv, k) for lv, k in wanted if lv > 0]
-    sqlite = session.bind.dialect.name == "sqlite"
-    # Chunked to keep statements small on huge plans (proofs need only ~2·log2 n keys).
-    for i in range(0, len(leaves), 400):
-        chunk = leaves[i : i + 400]
-        for k, h in session.execute(
-            select(AuditEntry.idx, AuditEntry.leaf_hash).where(AuditEntry.idx.in_(chunk))
-        ):
-            out[(0, int(k))] = bytes(h)
-    for i in range(0, len(inner), 400):
-        chunk = inner[i : i + 400]
-        cond = (
-            or_(*[and_(AuditNode.level == lv, AuditNode.k == k) for lv, k in chunk])
-            if sqlite
-            else tuple_(AuditNode.level, AuditNode.k).in_(chunk)
-        )
-        for lv, k, h in session.execute(
-            select(AuditNode.level, AuditNode.k, AuditNode.hash).where(cond)
-        ):
-            out[(int(lv), int(k))] = bytes(h)
+    if not wanted:
+        return out
+    conn = session.connection()
+    ph = "?" if conn.dialect.name == "sqlite" else "%s"
+    cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        # Chunked so huge plans (e.g. verification tooling) keep statements small.
+        for i in range(0, len(wanted), 300):
+            chunk = wanted[i : i + 300]
+            leaves = [k for lv, k in chunk if lv == 0]
+            inner = [(lv, k) for lv, k in chunk if lv > 0]
+            parts, params = [], []
+            if leaves:
+                parts.append(
+                    f"SELECT 0, idx, leaf_hash FROM audit_entries WHERE idx IN "
+                    f"({', '.join([ph] * len(leaves))})"
+                )
+                params.extend(leaves)
+            if inner:
+                cond = " OR ".join([f"(level = {ph} AND k = {ph})"] * len(inner))
+                parts.append(f"SELECT level, k, hash FROM audit_nodes WHERE {cond}")
+                for lv, k in inner:
+                    params.extend((lv, k))
+            cur.execute(" UNION ALL ".join(parts), params)
+            for lv, k, h in cur.fetchall():
+                out[(int(lv), int(k))] = bytes(h)
+    finally:
+        cur.close()
     return out
 
 
