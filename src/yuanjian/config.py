@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     audit_origin: str = "yuanjian.local/audit"
     audit_checkpoint_every: int = Field(default=1000, ge=1)
     audit_checkpoint_seconds: float = Field(default=60.0, gt=0)
+    # Production builds: the default engine and Spark's master URL (local mode when embedded).
+    build_engine: str = Field(default="duckdb", pattern="^(duckdb|spark)$")
+    spark_master: str = "local[2]"
     # SQLite durability: NORMAL (WAL) survives process crashes; FULL also survives power loss.
     sqlite_synchronous: str = Field(default="NORMAL", pattern="^(NORMAL|FULL)$")
 

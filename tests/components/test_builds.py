@@ -263,3 +263,48 @@ def test_reviewer_constraints_and_scheduled_rebuild(
         rebuilt = builds.get_build(session=s, actor=cast.admin, build_id=started[0])
         assert rebuilt.status == "succeeded" and rebuilt.sources["tax"]["version"] == 2
         assert builds.due_rebuilds(s) == []
+
+
+def test_server_tick_starts_due_rebuilds(
+    app, instance: Instance, cast: Cast, approved_spec: int, world, tmp_path
+) -> None:
+    from tests.reviews.conftest import TAX, _actor
+    from yuanjian.components.models import Build
+    from yuanjian.identity.permissions import Role
+    from yuanjian.resources import service as resources
+    from yuanjian.resources.readers import Source
+    from yuanjian.web.app import _checkpoint_tick
+
+    steward = _actor(instance, world.user(Role.OPERATOR_DATA_STEWARD).username)
+    sample = _setup(instance, cast, approved_spec)
+    with instance.sessions() as s:
+        builds.save_definition(session=s, actor=cast.dev, spec_id=approved_spec, definition=GOOD)
+        builds.dev_run(session=s, actor=cast.dev, spec_id=approved_spec, sample_id=sample.id)
+        b = builds.start_build(
+            session=s,
+            actor=cast.admin,
+            data_dir=instance.settings.data_dir,
+            spec_id=approved_spec,
+            wait=True,
+        )
+        builds.review_build(session=s, actor=cast.reviewer, build_id=b.id, decision="approve")
+    path = tmp_path / "tax2.csv"
+    path.write_text(TAX + TAX.splitlines()[1] + "\n", encoding="utf-8")
+    with instance.sessions() as s:
+        resources.ingest(
+            session=s,
+            actor=steward,
+            data_dir=instance.settings.data_dir,
+            resource_id=resources.find_resource(s, "tax").id,
+            source=Source(path=path),
+        )
+    _checkpoint_tick(instance)
+    import time
+
+    for _ in range(200):
+        with instance.sessions() as s:
+            rebuilt = s.scalars(select(Build).where(Build.id != b.id)).all()
+            if rebuilt and rebuilt[0].status != "running":
+                break
+        time.sleep(0.05)
+    assert rebuilt and rebuilt[0].status == "succeeded", rebuilt and rebuilt[0].error

@@ -857,11 +857,25 @@ def due_rebuilds(session: Session) -> list[int]:
 
 
 def run_due_rebuilds(
-    *, session: Session, actor: Actor, data_dir: Path, wait: bool = False
+    *,
+    session: Session,
+    actor: Actor,
+    data_dir: Path,
+    wait: bool = False,
+    engine: str = "duckdb",
+    spark_master: str = "local[2]",
 ) -> list[int]:
     """Start the production rebuild of every component whose sources got a new version."""
     started = []
     for spec_id in due_rebuilds(session):
-        b = start_build(session=session, actor=actor, data_dir=data_dir, spec_id=spec_id, wait=wait)
+        b = start_build(
+            session=session,
+            actor=actor,
+            data_dir=data_dir,
+            spec_id=spec_id,
+            wait=wait,
+            engine=engine,
+            spark_master=spark_master,
+        )
         started.append(b.id)
     return started

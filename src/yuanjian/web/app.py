@@ -129,12 +129,27 @@ async def _too_large(send: Send, rid: str, limit: int) -> None:
 
 
 def _checkpoint_tick(inst: Instance) -> None:
-    """Sign a checkpoint when entries have waited past the interval (any worker may do it)."""
+    """Sign a checkpoint when entries have waited past the interval (any worker may do it),
+    and start rebuilds of components whose sources got a new version."""
+    from yuanjian.components import builds
+
     with inst.sessions() as session:
         try:
             audit_log.checkpoint_if_due(session, inst.audit)
         except Exception:
+            # A failed tick is logged and retried next time.
             logging.getLogger("yuanjian.audit").exception("checkpoint tick failed")
+    with inst.sessions() as session:
+        try:
+            builds.run_due_rebuilds(
+                session=session,
+                actor=inst.cli_actor(session),
+                data_dir=inst.settings.data_dir,
+                engine=inst.settings.build_engine,
+                spark_master=inst.settings.spark_master,
+            )
+        except Exception:
+            logging.getLogger("yuanjian.builds").exception("scheduled rebuild failed")
 
 
 @asynccontextmanager

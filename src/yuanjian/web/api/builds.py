@@ -26,7 +26,7 @@ class DevRunIn(Strict):
 
 
 class BuildIn(Strict):
-    engine: str = "duckdb"
+    engine: str | None = Field(default=None, description="duckdb or spark (default: setting)")
 
 
 class ReviewIn(Strict):
@@ -138,12 +138,14 @@ def start_build(
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
     """Start the production build on full data (background job)."""
+    settings = instance_of(request).settings
     b = builds.start_build(
         session=session,
         actor=actor,
-        data_dir=instance_of(request).settings.data_dir,
+        data_dir=settings.data_dir,
         spec_id=spec_id,
-        engine=body.engine,
+        engine=body.engine or settings.build_engine,
+        spark_master=settings.spark_master,
     )
     return _build_out(b, with_output=True)
 
