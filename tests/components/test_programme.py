@@ -483,3 +483,117 @@ def test_checklist_and_anonymity_standards_apply(instance: Instance, cast: Cast,
         r = s.get(SpecRevision, rev.id)
         assert "training_records" in r.risk["unanswered"]
         assert r.standards["review_checklist"] == 1
+
+
+def test_quality_ranges_freshness_and_classification_standards(
+    instance: Instance, cast: Cast, approved_spec: int, world
+) -> None:
+    from yuanjian.resources import service as resources
+    from yuanjian.resources.models import ResourceField
+
+    admin2 = world.user(Role.OPERATOR_ADMIN, username="admin-five")
+    with instance.sessions() as s:
+        second = identity.actor_for(identity.find_user(s, admin2.username))
+        sample = samples.issue_sample(
+            session=s,
+            actor=cast.admin,
+            data_dir=instance.settings.data_dir,
+            spec_id=approved_spec,
+            subjects=30,
+        )
+        builds.save_definition(session=s, actor=cast.dev, spec_id=approved_spec, definition=GOOD)
+        builds.dev_run(session=s, actor=cast.dev, spec_id=approved_spec, sample_id=sample.id)
+        b = builds.start_build(
+            session=s,
+            actor=cast.admin,
+            data_dir=instance.settings.data_dir,
+            spec_id=approved_spec,
+            wait=True,
+        )
+        s.refresh(b)
+        assert b.checks["ok"]
+        with pytest.raises(ValidationFailed) as info:
+            standards.propose(
+                session=s,
+                actor=cast.admin,
+                kind="quality_rules",
+                document={"ranges": {"score_band": "A-C"}},
+                effective_from=date.today(),
+            )
+        assert info.value.field == "ranges.score_band"
+        q = standards.propose(
+            session=s,
+            actor=cast.admin,
+            kind="quality_rules",
+            document={"ranges": {"score_band": ["A", "A"]}, "max_source_age_days": 30},
+            effective_from=date.today(),
+        )
+        standards.decide(session=s, actor=second, standard_id=q.id, approve=True)
+        now = builds.replay_checks(session=s, actor=cast.admin, build_id=b.id, current=True)
+        assert now["ranges"]["out_of_range"] == {"score_band": ["A", "B"]}
+        assert now["freshness"]["ok"] is True
+        # Classification rules as an effective-dated, approved standard replace the working rules.
+        version, rules = resources.current_rules(s)
+        doc = rules.model_dump()
+        doc["labels"]["none"] = {"personal": False, "sensitive": False, "grade": "important"}
+        c = standards.propose(
+            session=s,
+            actor=cast.admin,
+            kind="classification_rules",
+            document=doc,
+            effective_from=date.today() + timedelta(days=1),
+        )
+        standards.decide(session=s, actor=second, standard_id=c.id, approve=True)
+        assert resources.current_rules(s)[0] == version  # not in force before its date
+        s.get(type(c), c.id).effective_from = date.today()
+        s.commit()
+        in_force_version, in_force = resources.current_rules(s)
+        assert in_force_version == c.version
+        assert in_force.labels["none"].grade == "important"
+        _ = ResourceField
+
+
+def test_portal_standards_and_licences(app, instance: Instance, cast: Cast, world) -> None:
+    import re
+
+    from tests.conftest import web_login
+
+    admin2 = world.user(Role.OPERATOR_ADMIN, username="admin-six")
+    pd = world.user(Role.PRODUCT_DEVELOPER, org_name="门户银行")
+    admin = web_login(app, "admin", "Admin-pass-2026")
+    page = admin.get("/standards")
+    assert page.status_code == 200 and "标准规范" in page.text
+    r = admin.post(
+        "/standards",
+        data={
+            "kind": "anonymity_thresholds",
+            "document": '{"k": 8}',
+            "effective_from": date.today().isoformat(),
+            "csrf_token": admin.headers["X-CSRF-Token"],
+        },
+        follow_redirects=True,
+    )
+    assert r.status_code == 200 and "anonymity_thresholds" in r.text
+    bad = admin.post(
+        "/standards",
+        data={
+            "kind": "anonymity_thresholds",
+            "document": "{",
+            "effective_from": "2026-01-01",
+            "csrf_token": admin.headers["X-CSRF-Token"],
+        },
+    )
+    assert bad.status_code == 422 and "document" in bad.text
+    sid = re.search(r"/standards/(\d+)/decision", r.text).group(1)
+    second = web_login(app, admin2.username, admin2.password)
+    r = second.post(
+        f"/standards/{sid}/decision",
+        data={"approve": "yes", "csrf_token": second.headers["X-CSRF-Token"]},
+        follow_redirects=True,
+    )
+    assert r.status_code == 200 and "现行" in r.text
+    with instance.sessions() as s:
+        assert standards.in_force(s, "anonymity_thresholds") == (1, {"k": 8, "min_group_size": 5})
+    bank = web_login(app, pd.username, pd.password)
+    assert bank.get("/licences").status_code == 200
+    assert bank.get("/standards").status_code == 403

@@ -385,7 +385,12 @@ def start_build(
         resources.require_usable(session, res)
         v = session.get(ResourceVersion, res.current_version_id)
         tables[res.code] = [v.object_path]
-        sources[res.code] = {"version": v.number, "sha256": v.content_hash, "source": res.source}
+        sources[res.code] = {
+            "version": v.number,
+            "sha256": v.content_hash,
+            "source": res.source,
+            "ingested_at": v.created_at.isoformat(),
+        }
     from yuanjian.standards import service as standards
 
     rules = {k: standards.in_force(session, k) for k in ("quality_rules", "anonymity_thresholds")}
@@ -434,6 +439,7 @@ def start_build(
         doc,
         factory,
         rules,
+        sources,
     )
     if wait:
         job.run()
@@ -463,8 +469,9 @@ class _BuildJob:
         doc: dict[str, Any],
         bind: Any,
         rules: dict[str, Any] | None = None,
+        sources: dict[str, Any] | None = None,
     ) -> None:
-        self.rules = rules
+        self.rules, self.sources = rules, sources
         self.build_id, self.definition, self.digest = build_id, definition, digest
         self.tables, self.out_dir, self.engine, self.master = tables, out_dir, engine, master
         self.checked, self.doc, self.bind = checked_sql, doc, bind
@@ -495,7 +502,7 @@ class _BuildJob:
                     checked_sql=self.checked,
                     cancel=self.cancel,
                 )
-            checks = compliance_checks(Path(result.path), self.doc, self.rules)
+            checks = compliance_checks(Path(result.path), self.doc, self.rules, self.sources)
             status, error = "succeeded", None
         except duck.BuildCancelled:
             result, checks, status, error = None, {}, "cancelled", "cancelled by the operator"
@@ -539,7 +546,10 @@ def cancel_build(*, session: Session, actor: Actor, build_id: int) -> Build:
 
 
 def compliance_checks(
-    path: Path, doc: dict[str, Any], rules: dict[str, Any] | None = None
+    path: Path,
+    doc: dict[str, Any],
+    rules: dict[str, Any] | None = None,
+    sources: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Automated checks on a build output (Art. 15): schema, identifiers, k, sanity.
 
@@ -585,6 +595,28 @@ def compliance_checks(
         k = reid.k_anonymity(table, qis) if qis and table.num_rows else None
         required = int(anonymity["k"])
         checks["k_anonymity"] = {"ok": k is None or k >= required, "k": k, "required": required}
+    out_of_range = {}
+    for col, (lo, hi) in dict(quality.get("ranges") or {}).items():
+        if col in table.column_names:
+            import pyarrow.compute as pc
+
+            mm = pc.min_max(table.column(col))
+            low, high = mm["min"].as_py(), mm["max"].as_py()
+            if low is not None and (low < lo or high > hi):
+                out_of_range[col] = [low, high]
+    checks["ranges"] = {"ok": not out_of_range, "out_of_range": out_of_range}
+    max_age = quality.get("max_source_age_days")
+    if max_age and sources:
+        from datetime import UTC, datetime
+
+        now = datetime.now(UTC)
+        stale = sorted(
+            code
+            for code, info in sources.items()
+            if info.get("ingested_at")
+            and (now - datetime.fromisoformat(info["ingested_at"])).days > int(max_age)
+        )
+        checks["freshness"] = {"ok": not stale, "stale_sources": stale, "max_age_days": max_age}
     checks["ok"] = all(v.get("ok", True) for v in checks.values() if isinstance(v, dict))
     checks["standards"] = {"quality_rules": qv, "anonymity_thresholds": av}
     return checks
@@ -610,7 +642,7 @@ def replay_checks(
             k: (recorded.get(k, 0), standards.version_document(session, k, recorded.get(k, 0)))
             for k in ("quality_rules", "anonymity_thresholds")
         }
-    return compliance_checks(Path(b.output_path), doc, rules)
+    return compliance_checks(Path(b.output_path), doc, rules, b.sources)
 
 
 def get_build(*, session: Session, actor: Actor, build_id: int) -> Build:

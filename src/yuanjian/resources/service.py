@@ -314,7 +314,13 @@ def resource_view(*, session: Session, actor: Actor, resource_id: int) -> Resour
 
 
 def current_rules(session: Session) -> tuple[int, classify.ClassificationRules]:
-    """The newest classification rules (version 0 = the built-in defaults)."""
+    """The classification rules in force: an approved, effective standard version if there is
+    one (Art. 6), else the steward's newest working version, else the built-in defaults (0)."""
+    from yuanjian.standards import service as standards
+
+    version, standard = standards.in_force(session, "classification_rules")
+    if version:
+        return version, classify.parse_rules(standard)
     doc = session.scalar(
         select(PolicyDocument)
         .where(PolicyDocument.kind == RULES_KIND)

@@ -51,9 +51,16 @@ DEFAULTS: dict[str, dict[str, Any]] = {
             ]
         },
     },
-    "quality_rules": {"min_rows": 1, "max_null_ratio": 0.5},
+    "quality_rules": {
+        "min_rows": 1,
+        "max_null_ratio": 0.5,
+        "ranges": {},
+        "max_source_age_days": None,
+    },
     "anonymity_thresholds": {"k": 5, "min_group_size": 5},
     "review_checklist": {"extra_items": []},
+    # An approved version in force replaces the data steward's working rules (Art. 6).
+    "classification_rules": {},
 }
 KINDS = tuple(DEFAULTS)
 
@@ -63,7 +70,7 @@ def _validate(kind: str, document: dict[str, Any]) -> dict[str, Any]:
         raise ValidationFailed(f"kind must be one of {', '.join(KINDS)}", field="kind")
     if not isinstance(document, dict):
         raise ValidationFailed("the standard must be a JSON object", field="document")
-    unknown = sorted(set(document) - set(DEFAULTS[kind]))
+    unknown = sorted(set(document) - set(DEFAULTS[kind])) if DEFAULTS[kind] else []
     if unknown:
         raise ValidationFailed(f"{kind}: unknown setting {unknown[0]!r}", field=unknown[0])
     merged = {**DEFAULTS[kind], **document}
@@ -75,7 +82,19 @@ def _validate(kind: str, document: dict[str, Any]) -> dict[str, Any]:
                 raise ValidationFailed(
                     f"{key}: not a regular expression ({exc})", field=key
                 ) from None
+    if kind == "classification_rules":
+        from yuanjian.resources.classify import parse_rules
+
+        return parse_rules(document).model_dump()
     if kind == "quality_rules":
+        for col, bounds in dict(merged["ranges"]).items():
+            if not (isinstance(bounds, list) and len(bounds) == 2):
+                raise ValidationFailed(f"ranges.{col}: give [min, max]", field=f"ranges.{col}")
+        age = merged["max_source_age_days"]
+        if age is not None and int(age) < 1:
+            raise ValidationFailed(
+                "max_source_age_days must be at least 1", field="max_source_age_days"
+            )
         if not 0 <= float(merged["max_null_ratio"]) <= 1:
             raise ValidationFailed("max_null_ratio must be between 0 and 1", field="max_null_ratio")
         if int(merged["min_rows"]) < 0:

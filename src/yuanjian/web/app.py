@@ -33,6 +33,7 @@ from yuanjian.web.api import specs as specs_api
 from yuanjian.web.deps import iter_api_routes, public, route_access
 from yuanjian.web.ui import audit as audit_ui
 from yuanjian.web.ui import catalog as catalog_ui
+from yuanjian.web.ui import programme as programme_ui
 from yuanjian.web.ui import resources as resources_ui
 from yuanjian.web.ui import routes as ui_routes
 from yuanjian.web.ui import samples as samples_ui
@@ -200,6 +201,7 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(builds_api.router)
     app.include_router(catalog_ui.router)
     app.include_router(programme_api.router)
+    app.include_router(programme_ui.router)
     app.include_router(audit_api.router)
     app.include_router(ui_routes.router)
     app.include_router(audit_ui.router)
