@@ -76,6 +76,7 @@ from yuanjian.db import migrate
 from yuanjian.db.session import make_engine
 from yuanjian.db.types import utcnow
 from yuanjian.errors import YuanjianError
+from yuanjian.resources.store import fsync_dir
 
 FORMAT = "yuanjian-backup/1"
 ROOT = "yuanjian-backup"
@@ -264,23 +265,6 @@ def _run(cmd: list[str], env_extra: dict[str, str], what: str) -> None:
             f"{what} failed (exit {proc.returncode}): " + " | ".join(msg[-5:]),
             field=Path(cmd[0]).name,
         )
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _stamp() -> str:
@@ -546,7 +530,7 @@ def backup(
         if archive.exists():
             raise BackupError(f"{archive} already exists", field="out")
         os.replace(partial, archive)
-        _fsync_dir(archive.parent)
+        fsync_dir(archive.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
@@ -828,7 +812,7 @@ def _place_sqlite(staged: Path, target: Path, force: bool, stamp: str, moved: li
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -957,7 +941,7 @@ def restore(archive: Path, settings: Settings, *, force: bool = False) -> Restor
                     data_dir.rmdir()
             os.replace(staging / "data", data_dir)
             os.chmod(data_dir, 0o700)
-            _fsync_dir(data_dir.parent)
+            fsync_dir(data_dir.parent)
             if kind == "sqlite":
                 # After the data dir: the SQLite file may live inside it.
                 _place_sqlite(staging / SQLITE_MEMBER, _sqlite_file(url), force, stamp, moved)

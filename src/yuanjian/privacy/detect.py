@@ -54,6 +54,7 @@ import pyarrow.compute as pc
 from phonenumbers import PhoneMetadata
 
 from yuanjian.privacy import checksums
+from yuanjian.privacy.labels import LABELS, NONE
 
 __all__ = [
     "ENTITY_REGEXES",
@@ -69,24 +70,6 @@ __all__ = [
     "scan_table",
 ]
 
-LABELS: tuple[str, ...] = (
-    "cn_resident_id",
-    "cn_uscc",
-    "cn_mobile",
-    "cn_landline",
-    "bank_card",
-    "email",
-    "ip_address",
-    "cn_license_plate",
-    "passport",
-    "person_name",
-    "address",
-    "date_of_birth",
-    "geo_coordinate",
-    "free_text_with_pii",
-    "none",
-)
-NONE = "none"
 # Labels whose every cell can be checked on its own (used by cell_labels).
 CELL_LABELS = frozenset(LABELS) - {"free_text_with_pii", NONE}
 

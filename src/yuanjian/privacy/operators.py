@@ -66,6 +66,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, Field
 
+from yuanjian.privacy.labels import LABELS
+
 __all__ = [
     "LABELS",
     "LABEL_NAMES_ZH",
@@ -85,25 +87,6 @@ __all__ = [
     "suppress",
     "suppressed_rows",
 ]
-
-#: Classification labels the detectors assign (and the policy is keyed by).
-LABELS: tuple[str, ...] = (
-    "cn_resident_id",
-    "cn_uscc",
-    "cn_mobile",
-    "cn_landline",
-    "bank_card",
-    "email",
-    "ip_address",
-    "cn_license_plate",
-    "passport",
-    "person_name",
-    "address",
-    "date_of_birth",
-    "geo_coordinate",
-    "free_text_with_pii",
-    "none",
-)
 
 #: Chinese display names, used for ``redact_entities`` tokens such as ``[身份证号]``.
 LABEL_NAMES_ZH: dict[str, str] = {

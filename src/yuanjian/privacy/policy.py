@@ -39,8 +39,8 @@ from typing import Any, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from yuanjian.privacy.labels import LABELS, Label
 from yuanjian.privacy.operators import (
-    LABELS,
     OperatorCall,
     PolicyError,
     PolicyIssue,
@@ -63,23 +63,6 @@ __all__ = [
     "weakens_protection",
 ]
 
-Label = Literal[
-    "cn_resident_id",
-    "cn_uscc",
-    "cn_mobile",
-    "cn_landline",
-    "bank_card",
-    "email",
-    "ip_address",
-    "cn_license_plate",
-    "passport",
-    "person_name",
-    "address",
-    "date_of_birth",
-    "geo_coordinate",
-    "free_text_with_pii",
-    "none",
-]
 Grade = Literal["general", "important", "core"]
 GradeKey = Literal["general", "important", "core", "*"]
 GRADES: tuple[str, ...] = ("general", "important", "core")

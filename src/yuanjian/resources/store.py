@@ -70,6 +70,16 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def fsync_dir(path: Path) -> None:
+    """Fsync a directory so a rename into it survives a crash (best effort where unsupported)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def publish(data_dir: Path, staged: Path, suffix: str) -> tuple[str, Path]:
     """Fsync a staged file and move it to its content address; return (hash, path)."""
     with staged.open("rb") as fh:

@@ -65,6 +65,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from yuanjian.privacy.labels import LABELS, Label
 from yuanjian.reviews.diff import quote_segment
 
 __all__ = [
@@ -109,26 +110,6 @@ def max_level(levels: Iterable[RiskLevel | str]) -> RiskLevel:
     return max((RiskLevel(v) for v in levels), key=_RANK.__getitem__, default=RiskLevel.LOW)
 
 
-# The detector's labels (yuanjian.privacy.detect.LABELS; a test keeps the two equal). Kept here
-# as a Literal so this module needs neither pyarrow nor the detector to import.
-Label = Literal[
-    "cn_resident_id",
-    "cn_uscc",
-    "cn_mobile",
-    "cn_landline",
-    "bank_card",
-    "email",
-    "ip_address",
-    "cn_license_plate",
-    "passport",
-    "person_name",
-    "address",
-    "date_of_birth",
-    "geo_coordinate",
-    "free_text_with_pii",
-    "none",
-]
-LABELS: tuple[str, ...] = Label.__args__  # type: ignore[attr-defined]
 Grade = Literal["general", "important", "core"]
 GRADES: tuple[str, ...] = Grade.__args__  # type: ignore[attr-defined]
 SubjectType = Literal["person", "organization", "place", "aggregate", "other"]

@@ -65,6 +65,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from yuanjian.errors import ValidationFailed
+from yuanjian.resources.store import fsync_dir
 
 if TYPE_CHECKING:
     import duckdb
@@ -1140,15 +1141,6 @@ def clean_stale_partials(
     return removed
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def publish_parquet(
     partial: str | os.PathLike[str], out_dir: str | os.PathLike[str]
 ) -> tuple[Path, str]:
@@ -1162,7 +1154,7 @@ def publish_parquet(
     sha = digest.hexdigest()
     final = Path(out_dir) / f"{sha}.parquet"
     os.replace(src, final)
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     return final, sha
 
 
