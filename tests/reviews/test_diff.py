@@ -121,6 +121,15 @@ def test_lists_without_a_natural_key_are_positional() -> None:
     assert _as_tuples(diff_revisions(a, b)) == [("r[c1]", "removed"), ("r[c2]", "added")]
 
 
+def test_key_field_added_to_some_items_changes_the_list_as_a_whole() -> None:
+    # Found by test_diff_properties: each revision names its items differently (position in
+    # one, code in the other), so no item path exists in both and the list is one change.
+    old = {"vat": [{}]}
+    new = {"vat": [{"code": "a"}]}
+    assert _as_tuples(diff_revisions(old, new)) == [("vat", "changed")]
+    assert _as_tuples(diff_revisions({"r": [{"code": "a"}]}, {"r": []})) == [("r[a]", "removed")]
+
+
 def test_segments_that_need_quoting() -> None:
     assert quote_segment("vat") == "vat"
     assert quote_segment("纳税人") == "纳税人"

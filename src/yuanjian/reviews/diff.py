@@ -9,9 +9,11 @@ How a path is built:
 
 * a mapping key is ``.key`` (no dot before the first one);
 * a list of mappings that all carry a **natural key** (the first of :data:`NATURAL_KEYS` —
-  ``code``, ``name``, ``field``, ``id``, ``key`` — present on every item of both revisions,
-  with unique string or integer values on each side) is matched by that key, ``[tax_filing]``;
-  reordering such a list is not a change;
+  ``code``, ``name``, ``field``, ``id``, ``key`` — present on every item, with unique string or
+  integer values; chosen on each revision alone and the same on both) is matched by that key,
+  ``[tax_filing]``; reordering such a list is not a change; if the two revisions identify its
+  items differently (a key field added to or dropped from some items) the list changed as a
+  whole;
 * a list of distinct strings (field names, scenario codes) is a set: ``fields[vat]`` added or
   removed, order not significant;
 * any other list of mappings is compared by position, ``[0]``; any other list of scalars as one
@@ -172,6 +174,22 @@ def _natural_key(old: Sequence[Any], new: Sequence[Any]) -> str | None:
     return None
 
 
+_MISMATCH = "\x00mismatch"
+
+
+def _list_key(old: Sequence[Any], new: Sequence[Any]) -> str | None:
+    """The natural key both revisions of a list are matched by, None, or ``_MISMATCH``.
+
+    Each side's key is chosen from that side alone (as :func:`document_paths` does), so every
+    path the diff reports exists in its document; an empty side takes the other's key.
+    """
+    ko = _natural_key(old, old) if old else None
+    kn = _natural_key(new, new) if new else None
+    if not old or not new or ko == kn:
+        return ko or kn
+    return _MISMATCH
+
+
 def _name_set(old: Sequence[Any], new: Sequence[Any]) -> bool:
     """Whether both lists are lists of distinct strings (compared as sets)."""
     return all(
@@ -194,7 +212,13 @@ def _walk(
                 _walk(old[key], new[key], sub, seg, out)
         return
     if _is_list(old) and _is_list(new):
-        key = _natural_key(old, new)
+        key = _list_key(old, new)
+        if key == _MISMATCH:
+            # The items are identified differently in the two revisions (a key field was added
+            # to or dropped from some items): no item-level path exists in both, so the list
+            # changed as a whole.
+            out.append(FieldChange(path, ChangeKind.CHANGED, old, new, segments))
+            return
         if key is not None:
             _walk_keyed({i[key]: i for i in old}, {i[key]: i for i in new}, path, segments, out)
             return
@@ -244,8 +268,8 @@ def diff_revisions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Field
 def document_paths(doc: Mapping[str, Any]) -> set[str]:
     """Every path in one document (containers and leaves), in the syntax of the diff.
 
-    A list's natural key is chosen from this document alone; the diff chooses it from both
-    revisions, so the two agree unless a revision adds or drops the key field on some items.
+    A list's natural key is chosen from this document alone, as the diff chooses it for each
+    revision, so every path the diff reports is in this set for its document.
     """
     paths: set[str] = set()
 
