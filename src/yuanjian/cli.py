@@ -1117,6 +1117,8 @@ def samples_trace(
         return [
             {
                 "sample_id": m.sample_id,
+                "kind": m.kind,
+                "licence_id": m.licence_id,
                 "org": s.get(Organization, m.org_id).name,
                 "spec": s.get(Spec, m.spec_id).code,
                 "issued_at": m.issued_at,
@@ -1134,8 +1136,13 @@ def samples_trace(
             console.print("No issuance matches this file.")
             return
         best = ranked[0]
+        what = (
+            f"delivery {best['sample_id']} of licence {best['licence_id']}"
+            if best["kind"] == "delivery"
+            else f"sample {best['sample_id']}"
+        )
         console.print(
-            f"Most likely source: sample {best['sample_id']} issued to "
+            f"Most likely source: {what} issued to "
             f"{best['org']} for {best['spec']} on {best['issued_at']:%Y-%m-%d} "
             f"(confidence {best['confidence']:.0%})"
         )

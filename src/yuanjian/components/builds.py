@@ -787,7 +787,35 @@ def _publish(session: Session, spec: Spec, b: Build) -> ComponentVersion:
     )
     session.add(v)
     session.flush()
+    _build_serving_store(session, comp, v, b)
     return v
+
+
+def _build_serving_store(session: Session, comp: Component, v: ComponentVersion, b: Build) -> None:
+    """Build the version's read-optimized serving store before the publication commits."""
+    from yuanjian.products import store
+
+    if not b.output_path:
+        return
+    out = Path(b.output_path)
+    data_dir = out.parent.parent
+    rec = session.get(BuildDefinitionRecord, b.definition_id)
+    key_column = (rec.definition if rec else {}).get("output_key")
+    if not key_column:
+        return
+    dates = [s.get("ingested_at", "")[:10] for s in (b.sources or {}).values()]
+    data_date = max((d for d in dates if d), default=utcnow().date().isoformat())
+    name = f"serving/{comp.code}-v{v.number}-{(b.sha256 or 'x')[:16]}.sqlite"
+    columns = [f["name"] for f in v.output_schema]
+    store.build_store(
+        parquet=out,
+        out=data_dir / name,
+        key_column=key_column,
+        columns=columns,
+        serving_key=store.ensure_serving_key(data_dir),
+        meta={"component": comp.code, "version": v.number, "data_date": data_date},
+    )
+    v.metadata_ = {**v.metadata_, "store": name, "output_key": key_column, "data_date": data_date}
 
 
 def catalog(

@@ -65,6 +65,10 @@ class TraceMatch:
     matched_cells: int
     informative_cells: int
     confidence: float
+    # "sample" (sample_id is the issuance) or "delivery" (a licence's batch delivery:
+    # sample_id is the delivery id, licence_id the licence).
+    kind: str = "sample"
+    licence_id: int | None = None
 
 
 # ---------------------------------------------------------------- fingerprints
@@ -557,24 +561,39 @@ def trace(*, session: Session, actor: Actor, path: Path) -> list[TraceMatch]:
     leaked = _fingerprint(values)
     if leaked.size == 0:
         raise ValidationFailed(f"{path.name}: no values to trace", field="file")
-    samples = list(session.scalars(select(SampleIssuance)))
+    from yuanjian.products.models import Delivery, Licence
+
+    # Every issued file: samples, and the licences' batch deliveries (watermarked).
+    issued: list[tuple[str, int, int, int, datetime, int | None, str]] = [
+        ("sample", x.id, x.org_id, x.spec_id, x.issued_at, None, x.fingerprint_path)
+        for x in session.scalars(select(SampleIssuance))
+    ]
+    for d, lic in session.execute(
+        select(Delivery, Licence)
+        .join(Licence, Licence.id == Delivery.licence_id)
+        .where(Delivery.fingerprint_path.is_not(None))
+    ):
+        issued.append(
+            ("delivery", d.id, d.org_id, lic.spec_id, d.requested_at, lic.id, d.fingerprint_path)
+        )
     hits = {}
-    for s in samples:
-        fp = np.load(s.fingerprint_path)
-        hits[s.id] = np.isin(leaked, fp, assume_unique=True)
+    for kind, sid, *_rest, fp_path in issued:
+        fp = np.load(fp_path)
+        hits[(kind, sid)] = np.isin(leaked, fp, assume_unique=True)
     if not hits:
         return []
     counts = np.sum(np.stack(list(hits.values())), axis=0)
-    # Values issued by every sample (or by none) say nothing about the source.
-    informative = (counts >= 1) & (counts < max(len(samples), 2))
+    # Values issued in every file (or in none) say nothing about the source.
+    informative = (counts >= 1) & (counts < max(len(issued), 2))
     n_inf = int(informative.sum())
     out = []
-    for s in samples:
-        unique = hits[s.id] & informative & (counts == 1)
-        matched = int((hits[s.id] & informative).sum())
+    for kind, sid, org_id, spec_id, at, licence_id, _ in issued:
+        hit = hits[(kind, sid)]
+        unique = hit & informative & (counts == 1)
+        matched = int((hit & informative).sum())
         conf = float(unique.sum()) / n_inf if n_inf else 0.0
         out.append(
-            TraceMatch(s.id, s.org_id, s.spec_id, s.issued_at, matched, n_inf, round(conf, 4))
+            TraceMatch(sid, org_id, spec_id, at, matched, n_inf, round(conf, 4), kind, licence_id)
         )
     out.sort(key=lambda m: (m.confidence, m.matched_cells), reverse=True)
     audit.record(
@@ -585,6 +604,8 @@ def trace(*, session: Session, actor: Actor, path: Path) -> list[TraceMatch]:
         object_id=path.name,
         detail={
             "best": out[0].sample_id if out else None,
+            "best_kind": out[0].kind if out else None,
+            "licence_id": out[0].licence_id if out else None,
             "confidence": out[0].confidence if out else None,
             "cells": int(leaked.size),
         },

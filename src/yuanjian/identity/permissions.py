@@ -68,6 +68,10 @@ class Permission(StrEnum):
     SCENARIO_PARTICIPATE = "scenario.participate"
     LICENCE_READ = "licence.read"
     PRODUCT_REGISTER = "product.register"
+    LICENCE_MANAGE = "licence.manage"
+    CREDENTIAL_MANAGE = "credential.manage"
+    SERVING_READ_ALL = "serving.read_all"
+    SERVING_AGGREGATES = "serving.aggregates"
     CATALOG_READ = "catalog.read"
     SAMPLE_ISSUE = "sample.issue"
     SAMPLE_USE = "sample.use"
@@ -121,6 +125,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.STANDARD_APPROVE,
         Permission.SCENARIO_PUBLISH,
         Permission.LICENCE_READ,
+        Permission.LICENCE_MANAGE,
+        Permission.SERVING_READ_ALL,
+        Permission.SERVING_AGGREGATES,
     }
     | _SEES_VALUES,
     Role.OPERATOR_REVIEWER: _EVERYONE
@@ -161,6 +168,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.AGREEMENT_SIGN,
         Permission.LICENCE_READ,
         Permission.PRODUCT_REGISTER,
+        Permission.CREDENTIAL_MANAGE,
     },
     Role.THIRD_PARTY_REVIEWER: _EVERYONE
     | {Permission.USER_READ_OWN_ORG, Permission.SPEC_QUEUE, Permission.SPEC_REVIEW},
@@ -175,6 +183,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.STANDARD_READ,
         Permission.SCENARIO_PUBLISH,
         Permission.LICENCE_READ,
+        Permission.SERVING_AGGREGATES,
     }
     | _SEES_VALUES,
     Role.AUDITOR: _EVERYONE
@@ -187,6 +196,8 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.SPEC_READ_ALL,
         Permission.STANDARD_READ,
         Permission.LICENCE_READ,
+        Permission.SERVING_READ_ALL,
+        Permission.SERVING_AGGREGATES,
     }
     | _SEES_VALUES,
 }

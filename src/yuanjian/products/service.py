@@ -28,7 +28,10 @@ def grant_on_approval(
     session: Session, actor: Actor, spec: Spec, rev: SpecRevision, agreement_signed: bool
 ) -> Licence:
     """Called when a product spec revision is approved: grant (or stage) its licence."""
+    from yuanjian.reviews.documents import ProductSpecDoc
+
     doc = rev.document
+    parsed = ProductSpecDoc.model_validate(doc)
     for old in session.scalars(
         select(Licence).where(
             Licence.spec_id == spec.id, Licence.status.in_(["active", "pending_agreement"])
@@ -44,6 +47,12 @@ def grant_on_approval(
         valid_from=date.fromisoformat(doc["period"]["start"]),
         valid_to=date.fromisoformat(doc["period"]["end"]),
         status="active" if agreement_signed else "pending_agreement",
+        calls_per_day=parsed.calls_per_day,
+        subjects_per_day=parsed.subjects_per_day,
+        batch_records=parsed.quotas.batch_records,
+        rate_per_second=parsed.quotas.rate_per_second,
+        ip_ranges=list(parsed.client_ip_ranges),
+        delivery_modes=list(parsed.delivery_modes),
     )
     session.add(lic)
     session.flush()
@@ -277,4 +286,103 @@ def licence_dict(lic: Licence) -> dict[str, Any]:
         "valid_from": lic.valid_from,
         "valid_to": lic.valid_to,
         "status": lic.status,
+        "status_reason": lic.status_reason,
+        "quotas": {
+            "calls_per_day": lic.calls_per_day,
+            "subjects_per_day": lic.subjects_per_day,
+            "batch_records": lic.batch_records,
+            "rate_per_second": lic.rate_per_second,
+        },
+        "client_ip_ranges": lic.ip_ranges,
+        "delivery_modes": lic.delivery_modes,
     }
+
+
+# ---------------------------------------------------------------- licence management
+
+_TRANSITIONS = {
+    "suspend": ({"active"}, "suspended"),
+    "reinstate": ({"suspended"}, "active"),
+    "revoke": ({"active", "suspended", "pending_agreement"}, "revoked"),
+}
+
+
+def get_licence(*, session: Session, actor: Actor, licence_id: int) -> Licence:
+    """A licence of the actor's organization (any for the operator and oversight)."""
+    require(
+        session,
+        actor,
+        Permission.LICENCE_READ,
+        action="licence.read",
+        object_type="licence",
+        object_id=licence_id,
+    )
+    lic = session.get(Licence, licence_id)
+    if lic is None or (lic.org_id != actor.org_id and not actor.can(Permission.SPEC_READ_ALL)):
+        deny(
+            session,
+            actor,
+            "licence.read",
+            reason="no such licence of this organization",
+            object_type="licence",
+            object_id=licence_id,
+            as_not_found=True,
+        )
+    assert lic is not None
+    return lic
+
+
+def change_licence_status(
+    *, session: Session, actor: Actor, licence_id: int, action: str, reason: str
+) -> Licence:
+    """Suspend, reinstate or revoke a licence; effective on the next call in every process."""
+    if action not in _TRANSITIONS:
+        raise ValidationFailed("action must be suspend, reinstate or revoke", field="action")
+    require(
+        session,
+        actor,
+        Permission.LICENCE_MANAGE,
+        action=f"licence.{action}",
+        object_type="licence",
+        object_id=licence_id,
+    )
+    lic = session.get(Licence, licence_id)
+    if lic is None:
+        raise NotFound(f"licence {licence_id} not found")
+    why = (reason or "").strip()
+    if not why:
+        raise ValidationFailed("reason is required", field="reason")
+    allowed_from, to = _TRANSITIONS[action]
+    if lic.status not in allowed_from:
+        raise Conflict(f"licence {lic.id} is {lic.status}; cannot {action}", field="status")
+    before = lic.status
+    lic.status, lic.status_reason, lic.status_changed_at = to, why[:2000], utcnow()
+    audit.record(
+        session,
+        actor,
+        f"licence.{action}",
+        object_type="licence",
+        object_id=lic.id,
+        detail={"from": before, "to": to, "reason": why},
+    )
+    from yuanjian.reviews import service as reviews
+
+    reviews.notify(
+        session,
+        reviews._org_users(session, lic.org_id),
+        f"licence.{action}",
+        f"许可 #{lic.id} 状态变更为 {to}：{why[:200]}",
+        f"/licences/{lic.id}",
+    )
+    session.commit()
+    return lic
+
+
+def current_licence(session: Session, spec_id: int) -> Licence | None:
+    """The licence that stands for a product spec now (the newest not superseded)."""
+    return session.scalar(
+        select(Licence)
+        .where(Licence.spec_id == spec_id, Licence.status != "superseded")
+        .order_by(Licence.id.desc())
+        .limit(1)
+    )

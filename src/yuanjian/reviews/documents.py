@@ -86,6 +86,15 @@ class ComponentRequest(_Doc):
     fields: list[str] = Field(min_length=1)
 
 
+class Quotas(_Doc):
+    """Limits the product asks for; its licence grants exactly these, never more."""
+
+    calls_per_day: int | None = Field(default=None, ge=1, le=100_000_000)
+    subjects_per_day: int | None = Field(default=None, ge=1, le=100_000_000)
+    batch_records: int = Field(default=10_000, ge=1, le=100_000_000)
+    rate_per_second: float = Field(default=20.0, gt=0, le=100_000)
+
+
 class ProductSpecDoc(_Doc):
     """What a product developer submits (Art. 19)."""
 
@@ -99,6 +108,32 @@ class ProductSpecDoc(_Doc):
     risk_controls: list[str] = Field(min_length=1)
     period: Period
     expected_calls_per_day: int = Field(ge=1, le=100_000_000)
+    quotas: Quotas = Field(default_factory=Quotas)
+    client_ip_ranges: list[str] = Field(default_factory=list, max_length=50)
+    delivery_modes: list[Literal["api", "batch"]] = Field(default_factory=lambda: ["api"])
+
+    @model_validator(mode="after")
+    def _ranges(self) -> ProductSpecDoc:
+        import ipaddress
+
+        for i, r in enumerate(self.client_ip_ranges):
+            try:
+                ipaddress.ip_network(r, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"client_ip_ranges[{i}]: {r!r} is not an IP range") from exc
+        if self.quotas.calls_per_day and self.quotas.calls_per_day > self.expected_calls_per_day:
+            raise ValueError("quotas.calls_per_day is more than expected_calls_per_day")
+        return self
+
+    @property
+    def calls_per_day(self) -> int:
+        """The daily call quota the licence grants."""
+        return self.quotas.calls_per_day or self.expected_calls_per_day
+
+    @property
+    def subjects_per_day(self) -> int:
+        """The daily distinct-subject quota the licence grants."""
+        return self.quotas.subjects_per_day or self.calls_per_day
 
 
 def re_code(value: str) -> bool:
@@ -245,6 +280,14 @@ def validate_product(session: Session, doc: ProductSpecDoc, purposes: dict[str, 
                 field=where,
             )
         names = {f["name"] for f in found[1].output_schema}
+        offered = set(found[1].delivery_modes or ["api"])
+        for mode in doc.delivery_modes:
+            if mode not in offered:
+                raise ValidationFailed(
+                    f"delivery_modes: {c.code} v{c.version} is not delivered by {mode!r} "
+                    f"(only {', '.join(sorted(offered))})",
+                    field="delivery_modes",
+                )
         for f in c.fields:
             if f not in names:
                 raise ValidationFailed(

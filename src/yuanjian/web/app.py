@@ -26,9 +26,11 @@ from yuanjian.web import errors
 from yuanjian.web.api import audit as audit_api
 from yuanjian.web.api import builds as builds_api
 from yuanjian.web.api import identity as identity_api
+from yuanjian.web.api import licences as licences_api
 from yuanjian.web.api import programme as programme_api
 from yuanjian.web.api import resources as resources_api
 from yuanjian.web.api import samples as samples_api
+from yuanjian.web.api import serving as serving_api
 from yuanjian.web.api import specs as specs_api
 from yuanjian.web.deps import iter_api_routes, public, route_access
 from yuanjian.web.ui import audit as audit_ui
@@ -169,6 +171,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         if task is not None:
             task.cancel()
+        rt = getattr(app.state, "serving", None)
+        if rt is not None:
+            # Commit the calls still queued before the process goes away.
+            rt.close()
         app.state.ingest_pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -201,6 +207,8 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(builds_api.router)
     app.include_router(catalog_ui.router)
     app.include_router(programme_api.router)
+    app.include_router(licences_api.router)
+    app.include_router(serving_api.router)
     app.include_router(programme_ui.router)
     app.include_router(audit_api.router)
     app.include_router(ui_routes.router)

@@ -193,8 +193,21 @@ def public(request: Request, session: Session = Depends(get_session)) -> Actor:
 setattr(public, ACCESS_ATTR, "public")
 
 
+def licensed(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """Declare a serving route: it authenticates product clients by serving token itself.
+
+    User sessions and user API tokens are never serving credentials: such routes answer them
+    401, audited, like anonymous callers.
+    """
+    setattr(endpoint, ACCESS_ATTR, "licensed")
+    return endpoint
+
+
 def route_access(route: Any) -> Permission | str | None:
-    """The access a route declared (a Permission or "public"), or None if it declared none."""
+    """The access a route declared (a Permission, "public" or "licensed"), or None."""
+    marker = getattr(getattr(route, "endpoint", None), ACCESS_ATTR, None)
+    if marker is not None:
+        return marker
     stack = list(route.dependant.dependencies)
     while stack:
         dep = stack.pop()

@@ -18,7 +18,7 @@ log = logging.getLogger("yuanjian.web")
 
 def _is_api(request: Request) -> bool:
     return (
-        request.url.path.startswith("/api/")
+        request.url.path.startswith(("/api/", "/serve/", "/oauth/"))
         or "application/json" in request.headers.get("accept", "").split(",")[0]
     )
 

@@ -1,0 +1,441 @@
+"""Audited, metered serving calls: the group-commit recorder, quotas, rate limits and alerts.
+
+Every serving call, allowed or denied, becomes an audit event, and its response is sent only
+after that event has committed. One transaction per call would make the log's head-row lock
+the bound on throughput, so each server process runs one recorder thread that takes every
+call waiting at that moment and commits them together (group commit): while one batch
+commits, the next one gathers. The same transaction decides quotas and the rate limit
+exactly, across every server process, because it updates the licence's usage row of the day
+under a row lock: calls per day, distinct subjects per day (by keyed hash, never the raw key)
+and a token bucket. Patterns that look like bulk enumeration raise alerts.
+
+No library does group commit over SQLAlchemy with per-call decisions, hence this module.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from yuanjian.audit import service as audit
+from yuanjian.db.types import utcnow
+from yuanjian.identity.actor import Actor
+from yuanjian.identity.permissions import Permission
+from yuanjian.products.models import Licence, LicenceSubject, LicenceUsage, ServingAlert
+
+log = logging.getLogger("yuanjian.serving")
+
+# An alert is raised when a licence has looked up this share of its daily subject quota,
+ALERT_SUBJECT_SHARE = 0.8
+# or when at least this many keys of a day were sequential and they are most of its keys.
+ALERT_SEQUENTIAL_MIN = 50
+ALERT_SEQUENTIAL_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The quotas of a licence as the request saw them."""
+
+    calls_per_day: int
+    subjects_per_day: int
+    rate_per_second: float
+
+
+@dataclass
+class CallEvent:
+    """One serving call waiting for its audit event to commit."""
+
+    actor: Actor
+    action: str
+    outcome: str  # allowed | denied (tentative: quotas may still deny an allowed call)
+    code: str | None = None
+    licence_id: int | None = None
+    limits: Limits | None = None
+    component: str | None = None
+    version: int | None = None
+    purpose: str | None = None
+    mode: str = "lookup"
+    khashes: list[bytes] = field(default_factory=list)
+    found: int = 0
+    sequential: int = 0
+    records: int = 0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the recorder decided and committed for a call."""
+
+    outcome: str
+    code: str | None = None
+    retry_after: float | None = None
+    audit_committed: bool = True
+
+
+def today() -> date:
+    """The metering day (UTC)."""
+    return utcnow().date()
+
+
+class CallRecorder:
+    """One background thread per process that commits serving calls in groups."""
+
+    def __init__(
+        self, sessions: Callable[[], Session], *, max_batch: int = 512, name: str = "recorder"
+    ) -> None:
+        self.sessions = sessions
+        self.max_batch = max_batch
+        self._q: queue.SimpleQueue[tuple[CallEvent, Future[Decision]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._name = name
+        self.batches = 0
+        self.events = 0
+
+    def start(self) -> None:
+        """Start the thread (idempotent)."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Commit what is queued, then stop the thread."""
+        with self._lock:
+            t = self._thread
+            self._thread = None
+        if t is not None and t.is_alive():
+            self._q.put(None)
+            t.join(timeout)
+
+    def submit(self, event: CallEvent) -> Future[Decision]:
+        """Queue a call; the future resolves once its audit event has committed."""
+        fut: Future[Decision] = Future()
+        self.start()
+        self._q.put((event, fut))
+        return fut
+
+    def record(self, event: CallEvent, timeout: float = 30.0) -> Decision:
+        """Submit and wait (for threads that are not on an event loop)."""
+        return self.submit(event).result(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            stop = item is None
+            batch = [] if item is None else [item]
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            if batch:
+                self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[tuple[CallEvent, Future[Decision]]]) -> None:
+        events = [e for e, _ in batch]
+        try:
+            with self.sessions() as session:
+                decisions = commit_calls(session, events)
+        except Exception as exc:  # the calls fail closed: no event, no data
+            log.exception("serving audit group commit failed (%d calls)", len(batch))
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        self.batches += 1
+        self.events += len(batch)
+        for (_, fut), d in zip(batch, decisions, strict=True):
+            fut.set_result(d)
+
+
+def _usage_rows(session: Session, licence_ids: set[int], day: date) -> dict[int, LicenceUsage]:
+    """The day's usage rows of the licences, created if missing, locked for this transaction."""
+    if not licence_ids:
+        return {}
+    ins = text(
+        "INSERT INTO licence_usage (licence_id, day, calls, denied, keys, found, subjects, "
+        "sequential, delivered_records, denials, bucket_tokens, bucket_at) "
+        "VALUES (:l, :d, 0, 0, 0, 0, 0, 0, 0, '{}', -1, 0) ON CONFLICT DO NOTHING"
+    )
+    session.execute(ins, [{"l": lid, "d": day} for lid in sorted(licence_ids)])
+    rows = session.scalars(
+        select(LicenceUsage)
+        .where(LicenceUsage.licence_id.in_(sorted(licence_ids)), LicenceUsage.day == day)
+        .order_by(LicenceUsage.licence_id)
+        .with_for_update()
+    )
+    return {r.licence_id: r for r in rows}
+
+
+def _known_subjects(
+    session: Session, licence_id: int, day: date, khashes: set[bytes]
+) -> set[bytes]:
+    known: set[bytes] = set()
+    items = sorted(khashes)
+    for i in range(0, len(items), 500):
+        chunk = items[i : i + 500]
+        known.update(
+            session.scalars(
+                select(LicenceSubject.khash).where(
+                    LicenceSubject.licence_id == licence_id,
+                    LicenceSubject.day == day,
+                    LicenceSubject.khash.in_(chunk),
+                )
+            )
+        )
+    return known
+
+
+def commit_calls(
+    session: Session, events: list[CallEvent], *, commit: bool = True
+) -> list[Decision]:
+    """Decide quotas and rate limits for the calls, record their audit events, commit."""
+    day = today()
+    now = time.time()
+    metered = {e.licence_id for e in events if e.licence_id is not None}
+    usage = _usage_rows(session, metered, day)
+    wanted: dict[int, set[bytes]] = defaultdict(set)
+    for e in events:
+        if e.licence_id is not None and e.outcome == "allowed" and e.khashes:
+            wanted[e.licence_id].update(e.khashes)
+    known = {lid: _known_subjects(session, lid, day, ks) for lid, ks in wanted.items()}
+    new_subjects: list[dict[str, Any]] = []
+    decisions: list[Decision] = []
+    for e in events:
+        outcome, code, retry = e.outcome, e.code, None
+        u = usage.get(e.licence_id) if e.licence_id is not None else None
+        if u is not None and outcome == "allowed" and e.limits is not None:
+            lim = e.limits
+            cap = max(1.0, lim.rate_per_second)
+            tokens = cap if u.bucket_tokens < 0 else u.bucket_tokens
+            tokens = min(cap, tokens + max(0.0, now - u.bucket_at) * lim.rate_per_second)
+            u.bucket_at = now
+            fresh = set(e.khashes) - known.get(e.licence_id, set())
+            if tokens < 1.0:
+                outcome, code = "denied", "rate_limited"
+                retry = round((1.0 - tokens) / lim.rate_per_second, 3)
+            elif u.calls + 1 > lim.calls_per_day or u.subjects + len(fresh) > lim.subjects_per_day:
+                outcome, code = "denied", "over_quota"
+            else:
+                tokens -= 1.0
+                u.calls += 1
+                u.keys += len(e.khashes)
+                u.found += e.found
+                u.subjects += len(fresh)
+                u.sequential += e.sequential
+                u.delivered_records += e.records
+                known.setdefault(e.licence_id, set()).update(fresh)
+                new_subjects.extend(
+                    {"licence_id": e.licence_id, "day": day, "khash": k} for k in fresh
+                )
+            u.bucket_tokens = tokens
+        if u is not None and outcome != "allowed":
+            u.denied += 1
+            u.denials = {**(u.denials or {}), code or "denied": (u.denials or {}).get(code, 0) + 1}
+        detail = {
+            **e.detail,
+            "component": e.component,
+            "version": e.version,
+            "mode": e.mode,
+            "keys": len(e.khashes),
+            "found": e.found if outcome == "allowed" else 0,
+        }
+        if e.records:
+            detail["records"] = e.records
+        if code:
+            detail["code"] = code
+        audit.record(
+            session,
+            e.actor,
+            e.action,
+            object_type="licence" if e.licence_id is not None else "component",
+            object_id=e.licence_id if e.licence_id is not None else e.component,
+            outcome=outcome,
+            purpose=e.purpose,
+            detail=detail,
+        )
+        decisions.append(Decision(outcome, code, retry))
+    if new_subjects:
+        session.execute(
+            text(
+                "INSERT INTO licence_subjects (licence_id, day, khash) "
+                "VALUES (:licence_id, :day, :khash) ON CONFLICT DO NOTHING"
+            ),
+            new_subjects,
+        )
+    for lid, u in usage.items():
+        _maybe_alert(session, lid, day, u, events)
+    if commit:
+        session.commit()
+    return decisions
+
+
+def _maybe_alert(
+    session: Session, licence_id: int, day: date, u: LicenceUsage, events: list[CallEvent]
+) -> None:
+    """Raise (once per day and kind) the alerts of bulk enumeration patterns."""
+    limits = next((e.limits for e in events if e.licence_id == licence_id and e.limits), None)
+    kinds: list[tuple[str, dict[str, Any]]] = []
+    if limits and u.subjects >= ALERT_SUBJECT_SHARE * limits.subjects_per_day:
+        kinds.append(("many_subjects", {"subjects": u.subjects, "quota": limits.subjects_per_day}))
+    if u.sequential >= ALERT_SEQUENTIAL_MIN and u.sequential >= ALERT_SEQUENTIAL_SHARE * max(
+        u.keys, 1
+    ):
+        kinds.append(("sequential_keys", {"sequential": u.sequential, "keys": u.keys}))
+    if not kinds:
+        return
+    have = set(
+        session.scalars(
+            select(ServingAlert.kind).where(
+                ServingAlert.licence_id == licence_id, ServingAlert.day == day
+            )
+        )
+    )
+    actor = next(e.actor for e in events if e.licence_id == licence_id)
+    for kind, detail in kinds:
+        if kind in have:
+            continue
+        alert = ServingAlert(licence_id=licence_id, day=day, kind=kind, detail=detail)
+        session.add(alert)
+        session.flush()
+        audit.record(
+            session,
+            actor,
+            "licence.alert",
+            object_type="licence",
+            object_id=licence_id,
+            detail={"kind": kind, **detail},
+        )
+        _notify_operator(session, licence_id, kind)
+
+
+def _notify_operator(session: Session, licence_id: int, kind: str) -> None:
+    from yuanjian.identity import service as identity
+    from yuanjian.reviews import service as reviews
+
+    op = identity.operator_org(session)
+    if op is None:
+        return
+    reviews.notify(
+        session,
+        reviews._org_users(session, op.id, {"operator_admin"}),
+        "licence.alert",
+        f"许可 #{licence_id} 出现疑似批量遍历：{kind}",
+        f"/licences/{licence_id}",
+    )
+
+
+# ---------------------------------------------------------------- reading usage
+
+
+def sequential_count(numbers: list[int]) -> int:
+    """How many keys of a call sit next to another key of it (n and n±1 or n±2)."""
+    if len(numbers) < 2:
+        return 0
+    ordered = sorted(set(numbers))
+    hits = set()
+    for a, b in itertools.pairwise(ordered):
+        if 0 < b - a <= 2:
+            hits.update((a, b))
+    return len(hits)
+
+
+def usage_days(session: Session, licence_id: int, days: int = 30) -> list[dict[str, Any]]:
+    """Daily usage of a licence over the last ``days`` days (missing days are zero)."""
+    start = today() - timedelta(days=days - 1)
+    rows = {
+        r.day: r
+        for r in session.scalars(
+            select(LicenceUsage).where(
+                LicenceUsage.licence_id == licence_id, LicenceUsage.day >= start
+            )
+        )
+    }
+    out = []
+    for i in range(days):
+        d = start + timedelta(days=i)
+        r = rows.get(d)
+        out.append(
+            {
+                "day": d.isoformat(),
+                "calls": r.calls if r else 0,
+                "denied": r.denied if r else 0,
+                "keys": r.keys if r else 0,
+                "found": r.found if r else 0,
+                "subjects": r.subjects if r else 0,
+                "sequential": r.sequential if r else 0,
+                "delivered_records": r.delivered_records if r else 0,
+                "denials": dict(r.denials or {}) if r else {},
+            }
+        )
+    return out
+
+
+def aggregates(*, session: Session, actor: Actor, days: int = 30) -> list[dict[str, Any]]:
+    """Calls per day across all licences (what the regulator sees: no subjects, no keys)."""
+    from yuanjian.identity.access import require
+
+    require(session, actor, Permission.SERVING_AGGREGATES, action="serving.aggregates")
+    start = today() - timedelta(days=days - 1)
+    q = (
+        select(
+            LicenceUsage.day,
+            func.count(LicenceUsage.licence_id),
+            func.sum(LicenceUsage.calls),
+            func.sum(LicenceUsage.denied),
+            func.sum(LicenceUsage.keys),
+            func.sum(LicenceUsage.delivered_records),
+        )
+        .where(LicenceUsage.day >= start)
+        .group_by(LicenceUsage.day)
+        .order_by(LicenceUsage.day)
+    )
+    out = [
+        {
+            "day": d.isoformat(),
+            "licences": int(n or 0),
+            "calls": int(c or 0),
+            "denied": int(x or 0),
+            "keys": int(k or 0),
+            "delivered_records": int(r or 0),
+        }
+        for d, n, c, x, k, r in session.execute(q)
+    ]
+    audit.record(session, actor, "serving.aggregates", detail={"days": days})
+    session.commit()
+    return out
+
+
+def alerts(*, session: Session, actor: Actor, licence_id: int | None = None) -> list[ServingAlert]:
+    """Enumeration alerts (all for the operator; a licence's own for its holder)."""
+    stmt = select(ServingAlert).order_by(ServingAlert.id.desc())
+    if licence_id is not None:
+        stmt = stmt.where(ServingAlert.licence_id == licence_id)
+    elif not actor.can(Permission.SERVING_READ_ALL):
+        from yuanjian.identity.access import deny
+
+        deny(session, actor, "serving.alerts", reason="missing permission serving.read_all")
+    if not actor.can(Permission.SERVING_READ_ALL):
+        stmt = stmt.join(Licence, Licence.id == ServingAlert.licence_id).where(
+            Licence.org_id == actor.org_id
+        )
+    return list(session.scalars(stmt.limit(500)))
