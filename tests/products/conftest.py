@@ -10,9 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tests.components.conftest import approve_revision, approved_spec  # noqa: F401
+from tests.components import conftest as _components
+from tests.components.conftest import approve_revision
 from tests.components.test_builds import GOOD
-from tests.reviews.conftest import Cast, cast, registry  # noqa: F401
+from tests.reviews.conftest import Cast
 from yuanjian.components import builds, samples
 from yuanjian.identity import service as identity
 from yuanjian.identity.actor import Actor
@@ -108,8 +109,14 @@ def license_product(
         return bank, spec.id, lic.id
 
 
+# The review and component fixtures (registry, people, approved spec) are shared here.
+registry = _components.registry
+cast = _components.cast
+approved_spec = _components.approved_spec
+
+
 @pytest.fixture
-def served(instance: Instance, cast: Cast, world, approved_spec: int) -> Served:  # noqa: F811
+def served(instance: Instance, cast: Cast, world, approved_spec: int) -> Served:
     """Component v1 published and served; a bank licensed for score_band with credentials."""
     publish_component(instance, cast, approved_spec)
     bank, spec_id, lic_id = license_product(instance, cast, world, product_doc())
