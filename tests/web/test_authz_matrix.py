@@ -69,6 +69,14 @@ def test_authorization_matrix(app, instance: Instance, world: World) -> None:
             if access == "public":
                 assert r.status_code not in (401, 403), where
                 continue
+            if access == "licensed":
+                # Serving routes take product client tokens only: users and anonymous are 401.
+                assert r.status_code == 401, where
+                assert r.json()["code"] == "invalid_token", where
+                assert _denied_events(instance, rid), f"no audit event for denial: {where}"
+                denied += 1
+                checked += 1
+                continue
             assert isinstance(access, Permission)
             if role is None:
                 expected_deny = True

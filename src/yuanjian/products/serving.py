@@ -162,7 +162,7 @@ class ServingRuntime:
         self._clients: dict[int, tuple[float, ClientState | None]] = {}
         self._versions: dict[str, tuple[float, ServedVersion | None]] = {}
         self._stores: dict[str, stores.Store] = {}
-        self._last_key: dict[int, int] = {}
+        self._last_key: dict[tuple[int, int], int] = {}
         self._lock = threading.Lock()
 
     @property
@@ -365,18 +365,26 @@ class ServingRuntime:
         """How many of the call's raw keys continue a numeric run (enumeration signal)."""
         if key_type != "raw":
             return 0
-        nums = []
-        for k in keys:
-            m = _DIGITS.search(str(k))
-            if m:
-                nums.append(int(m.group(1)[-12:]))
-        if not nums:
-            return 0
-        last = self._last_key.get(licence_id)
-        self._last_key[licence_id] = nums[-1]
-        if len(nums) == 1:
-            return int(last is not None and 0 < abs(nums[0] - last) <= 2)
-        return metering.sequential_count(nums)
+        # Identifiers (resident IDs, credit codes) end in a check character: the run that
+        # enumerates is the serial number before it; plain numbers run to the end.
+        best = 0
+        for cut in (1, 0):
+            nums = []
+            for k in keys:
+                text = str(k)
+                m = _DIGITS.search(text[: len(text) - cut])
+                if m:
+                    nums.append(int(m.group(1)[-12:]))
+            if not nums:
+                continue
+            slot = (licence_id, cut)
+            last = self._last_key.get(slot)
+            self._last_key[slot] = nums[-1]
+            if len(nums) == 1:
+                best = max(best, int(last is not None and 0 < abs(nums[0] - last) <= 2))
+            else:
+                best = max(best, metering.sequential_count(nums))
+        return best
 
     # ------------------------------------------------------------ recording
 

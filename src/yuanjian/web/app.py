@@ -131,6 +131,32 @@ async def _too_large(send: Send, rid: str, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+_SUBJECT_SEGMENT = re.compile(r"(/serve/v1/components/[^/]+/subjects/)[^/?]+")
+
+
+def redact_serving_path(path: str) -> str:
+    """A request path with the subject key of a serving lookup replaced (keys are personal)."""
+    return _SUBJECT_SEGMENT.sub(r"\1<redacted>", path)
+
+
+class RedactServingKeys(logging.Filter):
+    """Keeps raw subject keys out of the server's access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the path argument of uvicorn's access-log records."""
+        args = record.args
+        path = args[2] if isinstance(args, tuple) and len(args) >= 3 else None
+        if isinstance(path, str) and "/subjects/" in path:
+            record.args = (*args[:2], redact_serving_path(path), *args[3:])
+        return True
+
+
+def _install_log_redaction() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactServingKeys) for f in access.filters):
+        access.addFilter(RedactServingKeys())
+
+
 def _checkpoint_tick(inst: Instance) -> None:
     """Sign a checkpoint when entries have waited past the interval (any worker may do it),
     and start rebuilds of components whose sources got a new version."""
@@ -191,6 +217,7 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
         redoc_url=None,
     )
     app.state.instance = inst
+    _install_log_redaction()
     app.state.cookie_signer = URLSafeTimedSerializer(
         settings.load_secret_key(), salt="yuanjian.session"
     )
