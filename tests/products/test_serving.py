@@ -296,3 +296,46 @@ def test_enumeration_raises_alerts(client, instance: Instance, served: Served) -
         assert list(notes)
     assert kinds == {"many_subjects", "sequential_keys"}
     assert usage.subjects == 60 and usage.sequential == 60
+
+
+def test_spec_change_moves_the_licence_only_after_approval(
+    client, instance: Instance, served: Served
+) -> None:
+    from tests.components.conftest import approve_revision
+    from tests.products.conftest import product_doc
+    from yuanjian.reviews import service as reviews
+    from yuanjian.reviews.models import SpecRevision
+
+    h = bearer(client, served)
+    wide = {**_get(client, h, uscc(1)).json()}
+    assert wide["records"] and "credit_code" not in wide["records"][0]
+    wider = product_doc(
+        components=[
+            {"code": CODE, "version": 1, "fields": ["credit_code", "score_band"]},
+        ]
+    )
+    with instance.sessions() as s:
+        rev = s.scalar(select(SpecRevision).where(SpecRevision.spec_id == served.spec_id))
+        new = reviews.revise(
+            session=s,
+            actor=served.bank,
+            revision_id=rev.id,
+            expected_version=rev.version,
+            document=wider,
+        )
+        reviews.submit(
+            session=s, actor=served.bank, revision_id=new.id, expected_version=new.version
+        )
+        new_id = new.id
+    _wait_ttl()
+    # Submitted, not approved: the old scope stands.
+    r = _get(client, h, uscc(1), fields="credit_code")
+    assert r.status_code == 403 and r.json()["code"] == "out_of_scope"
+    approve_revision(instance, served.cast, new_id)
+    _wait_ttl()
+    r = _get(client, h, uscc(1), fields="credit_code,score_band")
+    assert r.status_code == 200, r.text
+    assert r.json()["records"][0]["credit_code"] == uscc(1)
+    assert r.json()["licence_id"] != served.licence_id
+    with instance.sessions() as s:
+        assert s.get(Licence, served.licence_id).status == "superseded"
