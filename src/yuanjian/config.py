@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     spark_master: str = "local[2]"
     # SQLite durability: NORMAL (WAL) survives process crashes; FULL also survives power loss.
     sqlite_synchronous: str = Field(default="NORMAL", pattern="^(NORMAL|FULL)$")
+    # Outgoing e-mail (incident notifications); no host: notifications stay in-app only.
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "yuanjian@localhost"
+    smtp_starttls: bool = False
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    # Audit exports delivered to the regulator in the platform every N days (0: off).
+    log_submission_days: int = Field(default=7, ge=0)
 
     @field_validator("data_dir")
     @classmethod

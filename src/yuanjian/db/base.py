@@ -26,6 +26,7 @@ def import_all_models() -> None:
     from yuanjian.audit import models as _audit  # noqa: F401
     from yuanjian.components import models as _components  # noqa: F401
     from yuanjian.identity import models as _identity  # noqa: F401
+    from yuanjian.oversight import models as _oversight  # noqa: F401
     from yuanjian.products import models as _products  # noqa: F401
     from yuanjian.resources import models as _resources  # noqa: F401
     from yuanjian.reviews import models as _reviews  # noqa: F401

@@ -72,6 +72,19 @@ class Permission(StrEnum):
     CREDENTIAL_MANAGE = "credential.manage"
     SERVING_READ_ALL = "serving.read_all"
     SERVING_AGGREGATES = "serving.aggregates"
+    # Oversight (Art. 24–27)
+    OVERSIGHT_READ = "oversight.read"
+    OVERSIGHT_SUSPEND = "oversight.suspend"
+    REPORT_READ = "report.read"
+    REPORT_GENERATE = "report.generate"
+    REPORT_ACKNOWLEDGE = "report.acknowledge"
+    INCIDENT_READ = "incident.read"
+    INCIDENT_REPORT = "incident.report"
+    INCIDENT_MANAGE = "incident.manage"
+    SECURITY_READ = "security.read"
+    SECURITY_MANAGE = "security.manage"
+    EVIDENCE_EXPORT = "evidence.export"
+    LOG_SUBMIT = "log.submit"
     CATALOG_READ = "catalog.read"
     SAMPLE_ISSUE = "sample.issue"
     SAMPLE_USE = "sample.use"
@@ -128,6 +141,17 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.LICENCE_MANAGE,
         Permission.SERVING_READ_ALL,
         Permission.SERVING_AGGREGATES,
+        Permission.OVERSIGHT_READ,
+        Permission.OVERSIGHT_SUSPEND,
+        Permission.REPORT_READ,
+        Permission.REPORT_GENERATE,
+        Permission.INCIDENT_READ,
+        Permission.INCIDENT_REPORT,
+        Permission.INCIDENT_MANAGE,
+        Permission.SECURITY_READ,
+        Permission.SECURITY_MANAGE,
+        Permission.EVIDENCE_EXPORT,
+        Permission.LOG_SUBMIT,
     }
     | _SEES_VALUES,
     Role.OPERATOR_REVIEWER: _EVERYONE
@@ -138,6 +162,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.SPEC_READ_ALL,
         Permission.SPEC_QUEUE,
         Permission.SPEC_REVIEW,
+        Permission.INCIDENT_REPORT,
     },
     Role.OPERATOR_DATA_STEWARD: _EVERYONE
     | _SEES_VALUES
@@ -151,6 +176,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.SAMPLE_ISSUE,
         Permission.SAMPLE_USE,
         Permission.BUILD_RUN,
+        Permission.INCIDENT_REPORT,
     },
     Role.COMPONENT_DEVELOPER: _EVERYONE
     | {
@@ -184,6 +210,14 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.SCENARIO_PUBLISH,
         Permission.LICENCE_READ,
         Permission.SERVING_AGGREGATES,
+        Permission.OVERSIGHT_READ,
+        Permission.OVERSIGHT_SUSPEND,
+        Permission.REPORT_READ,
+        Permission.REPORT_ACKNOWLEDGE,
+        Permission.INCIDENT_READ,
+        Permission.INCIDENT_REPORT,
+        Permission.SECURITY_READ,
+        Permission.EVIDENCE_EXPORT,
     }
     | _SEES_VALUES,
     Role.AUDITOR: _EVERYONE
@@ -198,6 +232,11 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         Permission.LICENCE_READ,
         Permission.SERVING_READ_ALL,
         Permission.SERVING_AGGREGATES,
+        Permission.OVERSIGHT_READ,
+        Permission.REPORT_READ,
+        Permission.INCIDENT_READ,
+        Permission.SECURITY_READ,
+        Permission.EVIDENCE_EXPORT,
     }
     | _SEES_VALUES,
 }
