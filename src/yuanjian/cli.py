@@ -36,6 +36,10 @@ tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 samples_app = typer.Typer(help="Sample data: issue, list, trace leaks.", no_args_is_help=True)
+licences_app = typer.Typer(
+    help="Licences of products: list, show, suspend, reinstate, revoke.", no_args_is_help=True
+)
+serving_app = typer.Typer(help="The component serving API.", no_args_is_help=True)
 resources_app = typer.Typer(
     help="Data resources: registry, ingestion, classification.", no_args_is_help=True
 )
@@ -46,6 +50,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(resources_app, name="resources")
 app.add_typer(samples_app, name="samples")
+app.add_typer(licences_app, name="licences")
+app.add_typer(serving_app, name="serving")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -1239,3 +1245,105 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+# ---------------------------------------------------------------- licences and serving
+
+
+@licences_app.command("list")
+def licences_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Every licence with its status, purpose, period and quotas."""
+    from yuanjian.products import service as products
+
+    rows = run_service(
+        ctx,
+        lambda s, a: [products.licence_dict(x) for x in products.list_licences(session=s, actor=a)],
+    )
+
+    def text() -> None:
+        for r in rows:
+            q = r["quotas"]
+            console.print(
+                f"#{r['id']} {r['status']:<17} org {r['org_id']} {r['purpose']} "
+                f"{r['valid_from']}..{r['valid_to']} {q['calls_per_day']} calls/day"
+            )
+
+    emit(as_json, rows, text)
+
+
+@licences_app.command("show")
+def licences_show(ctx: typer.Context, licence_id: int, as_json: JsonOpt = False) -> None:
+    """One licence with its usage of the last 7 days."""
+    from yuanjian.products import metering
+    from yuanjian.products import service as products
+
+    def call(s: Session, a: Actor) -> dict[str, Any]:
+        lic = products.get_licence(session=s, actor=a, licence_id=licence_id)
+        return {**products.licence_dict(lic), "usage": metering.usage_days(s, lic.id, 7)}
+
+    data = run_service(ctx, call)
+
+    def text() -> None:
+        console.print(f"Licence #{data['id']} ({data['status']}) for {data['purpose']}")
+        for c in data["components"]:
+            console.print(f"  {c['code']} v{c.get('version')}: {', '.join(c['fields'])}")
+        for d in data["usage"]:
+            console.print(f"  {d['day']}: {d['calls']} calls, {d['denied']} denied")
+
+    emit(as_json, data, text)
+
+
+def _licence_action(ctx: typer.Context, licence_id: int, action: str, reason: str, j: bool) -> None:
+    from yuanjian.products import service as products
+
+    data = run_service(
+        ctx,
+        lambda s, a: products.licence_dict(
+            products.change_licence_status(
+                session=s, actor=a, licence_id=licence_id, action=action, reason=reason
+            )
+        ),
+    )
+    emit(j, data, lambda: console.print(f"Licence #{licence_id} is now {data['status']}."))
+
+
+@licences_app.command("suspend")
+def licences_suspend(
+    ctx: typer.Context,
+    licence_id: int,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Suspend a licence: calls are refused in every server process within a second."""
+    _licence_action(ctx, licence_id, "suspend", reason, as_json)
+
+
+@licences_app.command("reinstate")
+def licences_reinstate(
+    ctx: typer.Context,
+    licence_id: int,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Reinstate a suspended licence."""
+    _licence_action(ctx, licence_id, "reinstate", reason, as_json)
+
+
+@licences_app.command("revoke")
+def licences_revoke(
+    ctx: typer.Context,
+    licence_id: int,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a licence for good."""
+    _licence_action(ctx, licence_id, "revoke", reason, as_json)
+
+
+@serving_app.command("build-stores")
+def serving_build_stores(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Build the serving store of published versions that have none (after an upgrade)."""
+    from yuanjian.products import service as products
+
+    done = run_service(ctx, lambda s, a: products.build_missing_stores(session=s, actor=a))
+    emit(as_json, done, lambda: console.print(f"Built {len(done)} store(s): {', '.join(done)}"))

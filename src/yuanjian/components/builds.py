@@ -787,11 +787,11 @@ def _publish(session: Session, spec: Spec, b: Build) -> ComponentVersion:
     )
     session.add(v)
     session.flush()
-    _build_serving_store(session, comp, v, b)
+    build_serving_store(session, comp, v, b)
     return v
 
 
-def _build_serving_store(session: Session, comp: Component, v: ComponentVersion, b: Build) -> None:
+def build_serving_store(session: Session, comp: Component, v: ComponentVersion, b: Build) -> None:
     """Build the version's read-optimized serving store before the publication commits."""
     from yuanjian.products import store
 

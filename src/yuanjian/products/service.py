@@ -386,3 +386,33 @@ def current_licence(session: Session, spec_id: int) -> Licence | None:
         .order_by(Licence.id.desc())
         .limit(1)
     )
+
+
+def build_missing_stores(*, session: Session, actor: Actor) -> list[str]:
+    """Build the serving store of every published version that has none (after an upgrade)."""
+    from yuanjian.components import builds
+    from yuanjian.components.models import Build, ComponentVersion
+
+    require(session, actor, Permission.LICENCE_MANAGE, action="serving.stores.build")
+    done = []
+    for v in session.scalars(
+        select(ComponentVersion).where(ComponentVersion.status == "published")
+    ):
+        if (v.metadata_ or {}).get("store"):
+            continue
+        b = session.get(Build, (v.metadata_ or {}).get("build_id"))
+        comp = session.get(Component, v.component_id)
+        if b is None or comp is None:
+            continue
+        builds.build_serving_store(session, comp, v, b)
+        audit.record(
+            session,
+            actor,
+            "serving.store.build",
+            object_type="component_version",
+            object_id=v.id,
+            detail={"component": comp.code, "version": v.number},
+        )
+        done.append(f"{comp.code} v{v.number}")
+    session.commit()
+    return done

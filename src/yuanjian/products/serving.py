@@ -56,6 +56,7 @@ STATUS = {
     "out_of_scope": 403,
     "ip_not_allowed": 403,
     "mode_not_licensed": 403,
+    "component_suspended": 403,
     "unknown_key": 404,
     "not_found": 404,
     "over_quota": 429,
@@ -160,7 +161,7 @@ class ServingRuntime:
         self.recorder = metering.CallRecorder(instance.sessions)
         self._serving_key: bytes | None = None
         self._clients: dict[int, tuple[float, ClientState | None]] = {}
-        self._versions: dict[str, tuple[float, ServedVersion | None]] = {}
+        self._versions: dict[str, tuple[float, ServedVersion | None, str | None]] = {}
         self._stores: dict[str, stores.Store] = {}
         self._last_key: dict[tuple[int, int], int] = {}
         self._lock = threading.Lock()
@@ -210,10 +211,17 @@ class ServingRuntime:
 
     def served(self, code: str) -> ServedVersion | None:
         """The newest published version of a component, read at most every ``ttl`` seconds."""
+        return self._served(code)[0]
+
+    def component_status(self, code: str) -> str | None:
+        """The component's status as last read (None if there is no such component)."""
+        return self._served(code)[1]
+
+    def _served(self, code: str) -> tuple[ServedVersion | None, str | None]:
         now = time.monotonic()
         hit = self._versions.get(code)
         if hit is not None and now - hit[0] < self.ttl:
-            return hit[1]
+            return hit[1], hit[2]
         with self.instance.sessions() as s:
             comp = s.scalar(select(Component).where(Component.code == code))
             v = None
@@ -243,8 +251,9 @@ class ServingRuntime:
                     meta.get("output_key"),
                     tuple(f["name"] for f in v.output_schema),
                 )
-        self._versions[code] = (now, state)
-        return state
+        status = comp.status if comp is not None else None
+        self._versions[code] = (now, state, status)
+        return state, status
 
     def _open_store(self, name: str) -> stores.Store | None:
         with self._lock:
@@ -333,7 +342,9 @@ class ServingRuntime:
         extra = [f for f in chosen if f not in scope]
         if extra:
             raise denied("out_of_scope", f"fields {', '.join(extra)} are not licensed")
-        served = self.served(component)
+        served, comp_status = self._served(component)
+        if comp_status is not None and comp_status != "active":
+            raise denied("component_suspended", f"component {component!r} is {comp_status}")
         if served is None:
             raise denied("store_unavailable", f"component {component!r} has no served version")
         missing = [f for f in chosen if f not in served.schema]
