@@ -219,6 +219,10 @@ def get_for_client(runtime: ServingRuntime, client: ClientState, delivery_id: in
         d = s.get(Delivery, delivery_id)
         if d is None or d.org_id != client.org_id:
             raise denied("not_found", f"delivery {delivery_id} not found")
+        if d.status in ("queued", "running") and d.requested_at < utcnow() - timedelta(hours=1):
+            # Its producer died with its server process: say so rather than wait forever.
+            d.status, d.error = "failed", "interrupted: the server stopped while producing it"
+            s.commit()
         if d.status == "ready" and d.expires_at and d.expires_at < utcnow():
             d.status = "expired"
             if d.file_path:
