@@ -35,6 +35,7 @@ from yuanjian.web.api import specs as specs_api
 from yuanjian.web.deps import iter_api_routes, public, route_access
 from yuanjian.web.ui import audit as audit_ui
 from yuanjian.web.ui import catalog as catalog_ui
+from yuanjian.web.ui import licences as licences_ui
 from yuanjian.web.ui import programme as programme_ui
 from yuanjian.web.ui import resources as resources_ui
 from yuanjian.web.ui import routes as ui_routes
@@ -237,6 +238,7 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(licences_api.router)
     app.include_router(serving_api.router)
     app.include_router(programme_ui.router)
+    app.include_router(licences_ui.router)
     app.include_router(audit_api.router)
     app.include_router(ui_routes.router)
     app.include_router(audit_ui.router)

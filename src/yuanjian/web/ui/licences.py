@@ -26,6 +26,8 @@ from yuanjian.web.ui.render import render
 router = APIRouter(include_in_schema=False)
 
 RECENT_CALLS = 20
+# Views of this page are audited but not listed: reloading would push the calls off the list.
+PAGE_VIEW = "licence.calls.read"
 CHART_DAYS = 30
 # Results a redirect may announce (anything else in ?done= is ignored).
 DONE = frozenset({"suspend", "reinstate", "revoke", "credential.revoke"})
@@ -106,7 +108,11 @@ def _recent_calls(session: Session, licence_id: int, limit: int) -> list[dict[st
     """The newest audit entries about the licence (serving calls, deliveries, changes)."""
     stmt = (
         select(AuditEntry)
-        .where(AuditEntry.object_type == "licence", AuditEntry.object_id == str(licence_id))
+        .where(
+            AuditEntry.object_type == "licence",
+            AuditEntry.object_id == str(licence_id),
+            AuditEntry.action != PAGE_VIEW,
+        )
         .order_by(AuditEntry.idx.desc())
         .limit(limit)
     )
@@ -183,7 +189,7 @@ def _page(
         "new_secret": new_secret,
     }
     # Reading the licence's call log is itself a data access (as in the JSON API).
-    audit.record(session, actor, "licence.calls.read", object_type="licence", object_id=lic.id)
+    audit.record(session, actor, PAGE_VIEW, object_type="licence", object_id=lic.id)
     session.commit()
     response = render(request, "licence.html", ctx, status=status)
     if new_secret is not None:
