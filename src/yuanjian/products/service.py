@@ -307,6 +307,18 @@ _TRANSITIONS = {
 }
 
 
+def apply_licence_status(lic: Licence, action: str, reason: str) -> tuple[str, str]:
+    """Move a licence by suspend/reinstate/revoke (callers check and audit); (from, to)."""
+    if action not in _TRANSITIONS:
+        raise ValidationFailed("action must be suspend, reinstate or revoke", field="action")
+    allowed_from, to = _TRANSITIONS[action]
+    if lic.status not in allowed_from:
+        raise Conflict(f"licence {lic.id} is {lic.status}; cannot {action}", field="status")
+    before = lic.status
+    lic.status, lic.status_reason, lic.status_changed_at = to, reason[:2000], utcnow()
+    return before, to
+
+
 def get_licence(*, session: Session, actor: Actor, licence_id: int) -> Licence:
     """A licence of the actor's organization (any for the operator and oversight)."""
     require(
