@@ -13,7 +13,7 @@ from sqlalchemy import select
 from tests.products.conftest import Served, bearer
 from tests.reviews.conftest import uscc
 from yuanjian.audit.models import AuditEntry
-from yuanjian.errors import NotFound, PermissionDenied
+from yuanjian.errors import NotFound, PermissionDenied, ValidationFailed
 from yuanjian.identity import service as identity
 from yuanjian.identity.permissions import Role
 from yuanjian.instance import Instance
@@ -339,3 +339,33 @@ def test_spec_change_moves_the_licence_only_after_approval(
     assert r.json()["licence_id"] != served.licence_id
     with instance.sessions() as s:
         assert s.get(Licence, served.licence_id).status == "superseded"
+
+
+def test_operator_closes_an_alert_with_a_note(client, instance: Instance, served: Served) -> None:
+    from yuanjian.products import metering
+
+    _set_licence(instance, served.licence_id, subjects_per_day=40)
+    h = bearer(client, served)
+    r = client.post(
+        f"/serve/v1/components/{CODE}/lookup",
+        json={"purpose": "credit_lending", "keys": [uscc(i) for i in range(35)]},
+        headers=h,
+    )
+    assert r.status_code == 200
+    with instance.sessions() as s:
+        (alert,) = metering.alerts(session=s, actor=served.cast.admin)
+        # The holder sees its licence's alerts but cannot close them.
+        assert [
+            a.id
+            for a in metering.alerts(session=s, actor=served.bank, licence_id=served.licence_id)
+        ] == [alert.id]
+        with pytest.raises(PermissionDenied):
+            metering.close_alert(session=s, actor=served.bank, alert_id=alert.id, note="x")
+        with pytest.raises(ValidationFailed):
+            metering.close_alert(session=s, actor=served.cast.admin, alert_id=alert.id, note=" ")
+        closed = metering.close_alert(
+            session=s, actor=served.cast.admin, alert_id=alert.id, note="已核实为正常批量授信"
+        )
+        assert closed.status == "closed"
+        with pytest.raises(PermissionDenied):
+            metering.alerts(session=s, actor=served.bank)

@@ -29,7 +29,7 @@ from yuanjian.identity.access import deny, require
 from yuanjian.identity.actor import Actor
 from yuanjian.identity.models import Organization
 from yuanjian.identity.permissions import OrgKind, Permission
-from yuanjian.products.models import ClientCredential, Licence
+from yuanjian.products.models import ClientCredential
 from yuanjian.reviews.models import Spec
 
 TOKEN_PREFIX = "yjt."
@@ -92,9 +92,13 @@ def create_credential(
     )
     spec = _own_product_spec(session, actor, spec_id, "credential.create")
     label = clean_text(name, "name", max_len=100)
-    if session.scalar(select(Licence.id).where(Licence.spec_id == spec.id).limit(1)) is None:
+    from yuanjian.products.service import current_licence
+
+    lic = current_licence(session, spec.id)
+    if lic is None or lic.status == "revoked":
         raise ValidationFailed(
-            f"product spec {spec.id} has no licence yet (it must be approved first)",
+            f"product spec {spec.id} holds no licence "
+            + ("(it was revoked)" if lic is not None else "yet (it must be approved first)"),
             field="spec_id",
         )
     secret = "yjs_" + secrets.token_urlsafe(32)

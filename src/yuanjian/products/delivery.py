@@ -243,7 +243,13 @@ def claim_download(
     if d.status in ("queued", "running"):
         raise denied("not_found", f"delivery {d.id} is not ready yet ({d.status})")
     if d.status != "ready":
-        raise denied("gone", f"delivery {d.id} is {d.status}; it can be downloaded only once")
+        why = {
+            "downloaded": "it was already downloaded (a delivery is downloaded once)",
+            "expired": "its download window has passed",
+            "failed": f"it could not be produced ({d.error})",
+            "refused": f"it was refused ({d.error})",
+        }.get(d.status, d.status)
+        raise denied("gone", f"delivery {d.id} is {d.status}: {why}")
     with runtime.instance.sessions() as s:
         done = s.execute(
             update(Delivery)

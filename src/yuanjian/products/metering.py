@@ -33,7 +33,7 @@ from yuanjian.audit import service as audit
 from yuanjian.db.types import utcnow
 from yuanjian.identity.actor import Actor
 from yuanjian.identity.permissions import Permission
-from yuanjian.products.models import Licence, LicenceSubject, LicenceUsage, ServingAlert
+from yuanjian.products.models import LicenceSubject, LicenceUsage, ServingAlert
 
 log = logging.getLogger("yuanjian.serving")
 
@@ -426,16 +426,48 @@ def aggregates(*, session: Session, actor: Actor, days: int = 30) -> list[dict[s
 
 
 def alerts(*, session: Session, actor: Actor, licence_id: int | None = None) -> list[ServingAlert]:
-    """Enumeration alerts (all for the operator; a licence's own for its holder)."""
+    """Enumeration alerts: of one licence its reader may see, or all (SERVING_READ_ALL)."""
     stmt = select(ServingAlert).order_by(ServingAlert.id.desc())
     if licence_id is not None:
-        stmt = stmt.where(ServingAlert.licence_id == licence_id)
-    elif not actor.can(Permission.SERVING_READ_ALL):
-        from yuanjian.identity.access import deny
+        from yuanjian.products.service import get_licence
 
-        deny(session, actor, "serving.alerts", reason="missing permission serving.read_all")
-    if not actor.can(Permission.SERVING_READ_ALL):
-        stmt = stmt.join(Licence, Licence.id == ServingAlert.licence_id).where(
-            Licence.org_id == actor.org_id
-        )
+        get_licence(session=session, actor=actor, licence_id=licence_id)
+        stmt = stmt.where(ServingAlert.licence_id == licence_id)
+    else:
+        from yuanjian.identity.access import require
+
+        require(session, actor, Permission.SERVING_READ_ALL, action="serving.alerts")
     return list(session.scalars(stmt.limit(500)))
+
+
+def close_alert(*, session: Session, actor: Actor, alert_id: int, note: str) -> ServingAlert:
+    """The operator closes an alert after looking into it (audited, with a note)."""
+    from yuanjian.errors import Conflict, NotFound, clean_text
+    from yuanjian.identity.access import require
+
+    require(
+        session,
+        actor,
+        Permission.LICENCE_MANAGE,
+        action="licence.alert.close",
+        object_type="serving_alert",
+        object_id=alert_id,
+    )
+    alert = session.get(ServingAlert, alert_id)
+    if alert is None:
+        raise NotFound(f"alert {alert_id} not found")
+    text_ = clean_text(note, "note", max_len=2000)
+    if alert.status != "open":
+        raise Conflict(f"alert {alert_id} is {alert.status}", field="status")
+    alert.status = "closed"
+    alert.detail = {**(alert.detail or {}), "closed_note": text_}
+    audit.record(
+        session,
+        actor,
+        "licence.alert.close",
+        object_type="licence",
+        object_id=alert.licence_id,
+        detail={"alert_id": alert.id, "kind": alert.kind, "note": text_},
+    )
+    session.commit()
+    return alert

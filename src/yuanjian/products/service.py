@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from yuanjian.audit import service as audit
 from yuanjian.components.models import Component
 from yuanjian.db.types import utcnow
-from yuanjian.errors import Conflict, NotFound, ValidationFailed
+from yuanjian.errors import Conflict, NotFound, ValidationFailed, clean_text
 from yuanjian.identity.access import deny, require
 from yuanjian.identity.actor import Actor
 from yuanjian.identity.models import Organization
@@ -348,27 +348,25 @@ def change_licence_status(
     *, session: Session, actor: Actor, licence_id: int, action: str, reason: str
 ) -> Licence:
     """Suspend, reinstate or revoke a licence; effective on the next call in every process."""
-    if action not in _TRANSITIONS:
-        raise ValidationFailed("action must be suspend, reinstate or revoke", field="action")
     require(
         session,
         actor,
         Permission.LICENCE_MANAGE,
-        action=f"licence.{action}",
+        action=f"licence.{action}"[:64],
         object_type="licence",
         object_id=licence_id,
     )
+    if action not in _TRANSITIONS:
+        raise ValidationFailed("action must be suspend, reinstate or revoke", field="action")
     lic = session.get(Licence, licence_id)
     if lic is None:
         raise NotFound(f"licence {licence_id} not found")
-    why = (reason or "").strip()
-    if not why:
-        raise ValidationFailed("reason is required", field="reason")
+    why = clean_text(reason, "reason", max_len=2000) or ""
     allowed_from, to = _TRANSITIONS[action]
     if lic.status not in allowed_from:
         raise Conflict(f"licence {lic.id} is {lic.status}; cannot {action}", field="status")
     before = lic.status
-    lic.status, lic.status_reason, lic.status_changed_at = to, why[:2000], utcnow()
+    lic.status, lic.status_reason, lic.status_changed_at = to, why, utcnow()
     audit.record(
         session,
         actor,

@@ -279,10 +279,12 @@ class ServingRuntime:
         if claims is None:
             raise denied("invalid_token", "a valid serving bearer token is required")
         state = self.client(claims.credential_id)
-        if state is None or state.generation != claims.generation:
-            raise denied("invalid_token", "the token was replaced by a rotation or revocation")
+        if state is None:
+            raise denied("invalid_token", "a valid serving bearer token is required")
         if state.status != "active":
             raise denied("credential_revoked", "the client credential is revoked")
+        if state.generation != claims.generation:
+            raise denied("invalid_token", "the token was replaced by a rotation of the secret")
         actor = Actor(
             None,
             f"client:{state.client_id}",
@@ -319,7 +321,7 @@ class ServingRuntime:
                 "pending_agreement": "licence_pending",
             }.get(lic.status, "licence_revoked")
             raise denied(code, f"licence {lic.id} is {lic.status}")
-        d = day or date.today()
+        d = day or metering.today()
         if not lic.valid_from <= d <= lic.valid_to:
             raise denied("expired", f"licence {lic.id} is valid {lic.valid_from}..{lic.valid_to}")
         if not purpose:

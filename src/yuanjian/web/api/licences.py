@@ -153,8 +153,8 @@ def licence_alerts(
     session: Session = Depends(get_session),
 ) -> list[dict[str, Any]]:
     """Enumeration alerts of a licence."""
-    lic = products.get_licence(session=session, actor=actor, licence_id=licence_id)
-    return [alert_dict(a) for a in metering.alerts(session=session, actor=actor, licence_id=lic.id)]
+    alerts = metering.alerts(session=session, actor=actor, licence_id=licence_id)
+    return [alert_dict(a) for a in alerts]
 
 
 @router.get("/serving/alerts")
@@ -164,6 +164,23 @@ def serving_alerts(
 ) -> list[dict[str, Any]]:
     """Every enumeration alert (operator and audit)."""
     return [alert_dict(a) for a in metering.alerts(session=session, actor=actor)]
+
+
+class NoteIn(Strict):
+    note: str = Field(min_length=1, max_length=2000)
+
+
+@router.post("/serving/alerts/{alert_id}/close")
+def close_alert(
+    alert_id: int,
+    body: NoteIn,
+    actor: Actor = Depends(requires(Permission.LICENCE_MANAGE)),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Close an enumeration alert with a note."""
+    return alert_dict(
+        metering.close_alert(session=session, actor=actor, alert_id=alert_id, note=body.note)
+    )
 
 
 @router.get("/serving/usage")

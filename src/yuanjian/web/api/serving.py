@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from yuanjian.errors import AuthenticationFailed
 from yuanjian.identity.actor import Actor
@@ -61,11 +62,20 @@ def runtime(request: Request) -> ServingRuntime:
     return rt
 
 
+def _default(value: Any) -> Any:
+    """JSON form of values json cannot write (times as in the rest of the API)."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
 def _json(
     body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str),
+        json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=_default),
         status_code=status,
         media_type="application/json",
         headers=headers,
@@ -115,7 +125,9 @@ async def _refuse(
     mode: str,
     keys: int = 0,
     action: str = "component.call",
+    detail: dict[str, Any] | None = None,
 ) -> Response:
+    extra = {**({"requested_keys": keys} if keys else {}), **(detail or {})}
     ev = rt.event(
         actor,
         action=action,
@@ -126,7 +138,7 @@ async def _refuse(
         component=component,
         purpose=purpose,
         mode=mode,
-        detail={"requested_keys": keys} if keys else None,
+        detail=extra or None,
     )
     try:
         await _record(rt, ev)
@@ -418,8 +430,12 @@ async def request_delivery(request: Request) -> Response:
         client, actor = rt.authenticate(request.headers.get("authorization"), request_id=rid, ip=ip)
         try:
             body = DeliveryIn.model_validate_json(await request.body() or b"{}")
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first.get("loc", ())) or "body"
+            raise denied("bad_request", f"{where}: {first.get('msg')}") from None
         except ValueError as exc:
-            raise denied("bad_request", f"body: {str(exc).splitlines()[0:3]}") from None
+            raise denied("bad_request", f"body: malformed JSON ({exc})") from None
         purpose = purpose or body.purpose
         component = body.component
         auth = rt.authorize(
@@ -462,6 +478,7 @@ async def delivery_status(request: Request, delivery_id: int) -> Response:
     rt = runtime(request)
     rid, ip = request.state.request_id, client_ip(request)
     actor = Actor.anonymous(request_id=rid, ip=ip)
+    client = None
     try:
         client, actor = rt.authenticate(request.headers.get("authorization"), request_id=rid, ip=ip)
         d = await asyncio.to_thread(delivery.get_for_client, rt, client, delivery_id)
@@ -471,6 +488,8 @@ async def delivery_status(request: Request, delivery_id: int) -> Response:
             rt,
             exc,
             actor,
+            client=client,
+            detail={"delivery_id": delivery_id},
             component=None,
             purpose=None,
             mode="delivery",
@@ -497,6 +516,7 @@ async def delivery_file(request: Request, delivery_id: int) -> Response:
             exc,
             actor,
             client=client,
+            detail={"delivery_id": delivery_id},
             component=None,
             purpose=None,
             mode="delivery",
