@@ -40,8 +40,33 @@ def test_chinese_headers_in_every_encoding(tmp_path: Path, encoding: str) -> Non
     assert table.column("企业名称").to_pylist()[0] == "郑州某某科技有限公司"
     assert pa.types.is_integer(table.schema.field("注册资本").type)
     assert pa.types.is_date(table.schema.field("成立日期").type)
-    assert staged.encoding == ("gbk" if encoding == "gb18030" else encoding)
+    # GBK is read as its superset GB18030 (a GB18030-only character may come later).
+    assert staged.encoding == ("gb18030" if encoding == "gbk" else encoding)
     assert staged.rows == 3 and staged.bad_rows == 0
+
+
+def test_gb18030_only_character_after_the_first_megabyte(tmp_path: Path) -> None:
+    """A file that looks like GBK in its first MB but has 䶮 (GB18030 only) later decodes."""
+    assert "王䶮".encode("gb18030") and _not_gbk("䶮")
+    filler = "\n".join(ROWS_ZH * 10_000) + "\n"  # about 1.5 MB in GB18030, GBK-only
+    tail = "91410100MA44QQQQ0Q,王䶮有限公司,10,2021-03-04\n"
+    path = _csv(tmp_path, "big.csv", HEADER_ZH + filler + tail, "gb18030")
+    size = path.stat().st_size
+    assert 1.3e6 < size < 1.8e6
+    assert path.read_bytes().find("䶮".encode("gb18030")) > 1 << 20
+    staged = ingest_to_object(Source(path=path), data_dir=tmp_path / "data")
+    table = _read(staged)
+    assert staged.encoding == "gb18030" and staged.bad_rows == 0
+    assert table.num_rows == 30_001
+    assert table.column("企业名称").to_pylist()[-1] == "王䶮有限公司"
+
+
+def _not_gbk(ch: str) -> bool:
+    try:
+        ch.encode("gbk")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 @pytest.mark.parametrize("delim", ["\t", ";", "|"])

@@ -148,13 +148,17 @@ Progress = Callable[[int], None]
 
 
 def detect_encoding(path: Path, sample_bytes: int = 1 << 20) -> str:
-    """UTF-8 (with or without BOM), GBK or GB18030, decided from the first megabyte."""
+    """UTF-8 (with or without BOM) or GB18030, decided from the first megabyte.
+
+    A sample that decodes as GBK is read as GB18030: GB18030 is a superset of GBK, and a
+    character only GB18030 has (such as 䶮 in a name) may appear after the sample.
+    """
     with path.open("rb") as fh:
         head = fh.read(sample_bytes)
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     # A multi-byte character may be cut at the end of the sample: ignore a partial tail.
-    for enc in ("utf-8", "gbk", "gb18030"):
+    for enc in ("utf-8", "gb18030"):
         try:
             codecs.getincrementaldecoder(enc)(errors="strict").decode(head, final=False)
             return enc
