@@ -24,6 +24,7 @@ from yuanjian.identity import service as identity
 from yuanjian.identity.actor import Actor
 from yuanjian.instance import Instance, init_instance, open_instance
 from yuanjian.ops_cli import backup_cmd, doctor_cmd, restore_cmd
+from yuanjian.reports_cli import reports_app
 
 app = typer.Typer(
     help="Yuanjian (元件): governed data component development platform.",
@@ -1237,6 +1238,7 @@ def demo_data(
 app.command("backup")(backup_cmd)
 app.command("restore")(restore_cmd)
 app.command("doctor")(doctor_cmd)
+app.add_typer(reports_app, name="reports")
 
 
 def main() -> None:

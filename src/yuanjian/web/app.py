@@ -28,6 +28,7 @@ from yuanjian.web.api import builds as builds_api
 from yuanjian.web.api import identity as identity_api
 from yuanjian.web.api import licences as licences_api
 from yuanjian.web.api import programme as programme_api
+from yuanjian.web.api import reports as reports_api
 from yuanjian.web.api import resources as resources_api
 from yuanjian.web.api import samples as samples_api
 from yuanjian.web.api import serving as serving_api
@@ -37,6 +38,7 @@ from yuanjian.web.ui import audit as audit_ui
 from yuanjian.web.ui import catalog as catalog_ui
 from yuanjian.web.ui import licences as licences_ui
 from yuanjian.web.ui import programme as programme_ui
+from yuanjian.web.ui import reports as reports_ui
 from yuanjian.web.ui import resources as resources_ui
 from yuanjian.web.ui import routes as ui_routes
 from yuanjian.web.ui import samples as samples_ui
@@ -240,6 +242,8 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(programme_ui.router)
     app.include_router(licences_ui.router)
     app.include_router(audit_api.router)
+    app.include_router(reports_api.router)
+    app.include_router(reports_ui.router)
     app.include_router(ui_routes.router)
     app.include_router(audit_ui.router)
 
