@@ -27,6 +27,7 @@ from yuanjian.web.api import audit as audit_api
 from yuanjian.web.api import builds as builds_api
 from yuanjian.web.api import identity as identity_api
 from yuanjian.web.api import licences as licences_api
+from yuanjian.web.api import oversight_security as oversight_security_api
 from yuanjian.web.api import programme as programme_api
 from yuanjian.web.api import reports as reports_api
 from yuanjian.web.api import resources as resources_api
@@ -42,6 +43,7 @@ from yuanjian.web.ui import reports as reports_ui
 from yuanjian.web.ui import resources as resources_ui
 from yuanjian.web.ui import routes as ui_routes
 from yuanjian.web.ui import samples as samples_ui
+from yuanjian.web.ui import security as security_ui
 from yuanjian.web.ui import specs as specs_ui
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -162,8 +164,10 @@ def _install_log_redaction() -> None:
 
 def _checkpoint_tick(inst: Instance) -> None:
     """Sign a checkpoint when entries have waited past the interval (any worker may do it),
-    and start rebuilds of components whose sources got a new version."""
+    and start rebuilds of components whose sources got a new version, and remind the operator's
+    administrators of overdue security items (once per item a day)."""
     from yuanjian.components import builds
+    from yuanjian.oversight import security
 
     with inst.sessions() as session:
         try:
@@ -182,6 +186,11 @@ def _checkpoint_tick(inst: Instance) -> None:
             )
         except Exception:
             logging.getLogger("yuanjian.builds").exception("scheduled rebuild failed")
+    with inst.sessions() as session:
+        try:
+            security.deliver_reminders_if_due(session=session, actor=inst.cli_actor(session))
+        except Exception:
+            logging.getLogger("yuanjian.security").exception("security reminders failed")
 
 
 @asynccontextmanager
@@ -241,6 +250,8 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(serving_api.router)
     app.include_router(programme_ui.router)
     app.include_router(licences_ui.router)
+    app.include_router(oversight_security_api.router)
+    app.include_router(security_ui.router)
     app.include_router(audit_api.router)
     app.include_router(reports_api.router)
     app.include_router(reports_ui.router)
