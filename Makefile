@@ -24,8 +24,10 @@ $(ORACLE):
 
 oracle: $(ORACLE)
 
+# The demo city runs once (about a minute); later runs only print its logins again.
 run: venv
 	$(BIN)/yuanjian init
+	$(BIN)/yuanjian demo
 	$(BIN)/yuanjian serve
 
 lint: venv

@@ -19,6 +19,7 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from yuanjian.config import Settings
+from yuanjian.demo_cli import demo_cmd
 from yuanjian.errors import YuanjianError
 from yuanjian.identity import service as identity
 from yuanjian.identity.actor import Actor
@@ -1238,6 +1239,7 @@ def demo_data(
 app.command("backup")(backup_cmd)
 app.command("restore")(restore_cmd)
 app.command("doctor")(doctor_cmd)
+app.command("demo")(demo_cmd)
 app.add_typer(reports_app, name="reports")
 
 
