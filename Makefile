@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 ORACLE := .venv-oracle/.installed
 
-.PHONY: run test lint venv oracle clean
+.PHONY: run test lint venv oracle sysdeps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,17 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint oracle
+# Debian packages the suite drives: Chromium (browser journeys, never a downloaded browser),
+# a CJK font so Chinese renders in screenshots, jq (the API guide's examples).
+SYSDEPS := chromium fonts-noto-cjk jq
+sysdeps:
+	@missing=""; for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+test: lint oracle sysdeps
 	@echo "== test suite on SQLite =="
 	$(BIN)/pytest -q
 	@echo "== database tests on PostgreSQL (127.0.0.1:5432) =="

@@ -1,0 +1,114 @@
+"""Each role's main journey through the portal in a real browser (Chinese by default)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from sqlalchemy import select
+
+from tests.components.conftest import approve_revision
+from tests.components.test_builds import GOOD
+from tests.conftest import USER_PASSWORD
+from tests.reviews.conftest import Cast, component_doc
+from yuanjian.components import samples
+from yuanjian.components.models import Build, ComponentVersion, SampleIssuance
+from yuanjian.instance import Instance
+from yuanjian.reviews import service as reviews
+from yuanjian.reviews.models import Spec, SpecRevision
+
+
+def _sign_development_agreement(instance: Instance, cast: Cast) -> None:
+    with instance.sessions() as s:
+        a = reviews.publish_agreement(
+            session=s,
+            actor=cast.admin,
+            kind="development",
+            title="数据开发利用协议",
+            text="乙方应在平台内开发，不得泄露样本。" * 4,
+        )
+        reviews.sign_agreement(session=s, actor=cast.dev, kind="development", sha256=a.sha256)
+
+
+def test_component_developer_submits_a_spec_and_builds_on_the_sample(
+    journey, instance: Instance, cast: Cast
+) -> None:
+    dev = journey(cast.dev_person.username, USER_PASSWORD, "developer")
+    page = dev.page
+    assert "首页" in page.content() or "元件" in page.content()
+    dev.go("/specs/new/component")
+    page.fill("textarea[name=document]", json.dumps(component_doc(), ensure_ascii=False, indent=2))
+    page.wait_for_selector("#validation")
+    dev.shot("spec-form")
+    page.click("form[action='/specs/new/component'] button[type=submit]")
+    page.wait_for_url(re.compile(r"/specs/\d+$"))
+    page.click("#op-submit")
+    page.wait_for_selector("#state")
+    assert page.inner_text("#state") == "已提交"
+    dev.shot("submitted")
+
+    with instance.sessions() as s:
+        spec = s.scalar(select(Spec).where(Spec.code == "enterprise_operating_score"))
+        rev = s.scalar(select(SpecRevision).where(SpecRevision.spec_id == spec.id))
+    approve_revision(instance, cast, rev.id)
+    _sign_development_agreement(instance, cast)
+    with instance.sessions() as s:
+        samples.issue_sample(
+            session=s,
+            actor=cast.admin,
+            data_dir=instance.settings.data_dir,
+            spec_id=spec.id,
+            subjects=30,
+        )
+
+    dev.go(f"/specs/{spec.id}")
+    page.click("#development-link")
+    page.fill("#definition-text", json.dumps(GOOD, ensure_ascii=False, indent=2))
+    page.click("#definition-form button[type=submit]")
+    page.wait_for_selector("#notice")
+    page.click("#dev-run-form button[type=submit]")
+    page.wait_for_selector("#preview")
+    assert "score_band" in page.inner_text("#preview")
+    assert page.inner_text("#dev-runs .run-status") == "ok"
+    dev.shot("dev-run-result")
+
+
+def test_operator_reviews_builds_and_publishes(
+    journey, instance: Instance, cast: Cast, approved_spec: int
+) -> None:
+    admin = journey(cast.admin.username, USER_PASSWORD, "operator")
+    admin.go(f"/specs/{approved_spec}/development")
+    admin.page.fill("#subjects", "30")
+    admin.page.click("#issue-sample button[type=submit]")
+    admin.page.wait_for_selector("#notice")
+    admin.shot("sample-issued")
+    with instance.sessions() as s:
+        sample = s.scalar(select(SampleIssuance))
+        from yuanjian.components import builds
+
+        builds.save_definition(session=s, actor=cast.dev, spec_id=approved_spec, definition=GOOD)
+        run = builds.dev_run(session=s, actor=cast.dev, spec_id=approved_spec, sample_id=sample.id)
+        assert run.status == "ok"
+    admin.go(f"/specs/{approved_spec}/development")
+    admin.page.click("#start-build button[type=submit]")
+    admin.page.wait_for_selector("#notice")
+    for _ in range(100):
+        with instance.sessions() as s:
+            b = s.scalar(select(Build))
+            if b.status != "running":
+                break
+        admin.page.wait_for_timeout(100)
+    assert b.status == "succeeded", b.error
+
+    reviewer = journey(cast.reviewer_person.username, USER_PASSWORD, "reviewer")
+    reviewer.go(f"/specs/{approved_spec}/development")
+    reviewer.shot("build-to-review")
+    reviewer.page.click(f"#approve-build-{b.id}")
+    reviewer.page.wait_for_selector("a.published")
+    reviewer.shot("published")
+    reviewer.go("/catalog")
+    assert "enterprise_operating_score" in reviewer.page.content()
+    reviewer.go("/catalog/enterprise_operating_score")
+    reviewer.shot("catalog-page")
+    with instance.sessions() as s:
+        assert s.scalar(select(ComponentVersion)).status == "published"
