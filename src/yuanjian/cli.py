@@ -1243,6 +1243,177 @@ app.command("demo")(demo_cmd)
 app.add_typer(reports_app, name="reports")
 
 
+# ---------------------------------------------------------------- incidents and the security system
+
+incidents_app = typer.Typer(
+    help="Security incidents (Art. 27): list, show, report.", no_args_is_help=True
+)
+security_app = typer.Typer(
+    help="The security system (Art. 27): overdue reminders.", no_args_is_help=True
+)
+app.add_typer(incidents_app, name="incidents")
+app.add_typer(security_app, name="security")
+
+
+@incidents_app.command("list")
+def incidents_list(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None, typer.Option(help="Only incidents of this status: open, contained, closed.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The incident register, newest first."""
+    from yuanjian.oversight import incidents
+
+    rows = run_service(
+        ctx,
+        lambda s, a: [
+            incidents.incident_dict(i)
+            for i in incidents.list_incidents(session=s, actor=a, status=status)
+        ],
+    )
+
+    def text() -> None:
+        if not rows:
+            console.print("No incidents.")
+        for r in rows:
+            drill = " [drill]" if r["drill_id"] else ""
+            console.print(
+                f"#{r['id']} {r['status']:<9} {r['severity']:<8} {r['kind']:<19} "
+                f"{r['discovered_at']:%Y-%m-%d %H:%M} {r['title']}{drill}",
+                highlight=False,
+            )
+
+    emit(as_json, rows, text)
+
+
+@incidents_app.command("show")
+def incidents_show(ctx: typer.Context, incident_id: int, as_json: JsonOpt = False) -> None:
+    """One incident with its timeline and e-mails."""
+    from yuanjian.oversight import incidents
+
+    def call(s: Session, a: Actor) -> dict[str, Any]:
+        inc = incidents.get_incident(session=s, actor=a, incident_id=incident_id)
+        return {
+            **incidents.incident_dict(inc),
+            "timeline": [incidents.event_dict(e) for e in incidents.timeline(s, inc.id)],
+            "emails": [incidents.email_dict(m) for m in incidents.emails(s, inc.id)],
+        }
+
+    data = run_service(ctx, call)
+
+    def text() -> None:
+        console.print(
+            f"Incident #{data['id']} ({data['status']}): {data['title']}", highlight=False
+        )
+        console.print(f"  {data['kind']}, {data['severity']}, discovered {data['discovered_at']}")
+        affected = data["affected"] or {}
+        for key in ("components", "licences", "samples"):
+            if affected.get(key):
+                console.print(f"  {key}: {', '.join(map(str, affected[key]))}", highlight=False)
+        for e in data["timeline"]:
+            console.print(
+                f"  {e['at']:%Y-%m-%d %H:%M:%S} {e['kind']}: {e['text']}", highlight=False
+            )
+        for m in data["emails"]:
+            console.print(f"  e-mail to {m['to']}: {m['status']}", highlight=False)
+        if data["closure_report"]:
+            console.print(f"  closure report: {data['closure_report']}", highlight=False)
+
+    emit(as_json, data, text)
+
+
+@incidents_app.command("report")
+def incidents_report(
+    ctx: typer.Context,
+    title: Annotated[str, typer.Option(help="What happened, in a line.")],
+    kind: Annotated[
+        str,
+        typer.Option(
+            help="data_leak, unauthorized_access, abnormal_calls, sample_misuse, "
+            "system_failure or other."
+        ),
+    ],
+    severity: Annotated[str, typer.Option(help="low, medium, high or critical.")],
+    description: Annotated[str, typer.Option(help="What is known so far.")],
+    discovered_at: Annotated[
+        str | None, typer.Option(help="When it was discovered (ISO 8601; default: now).")
+    ] = None,
+    component: Annotated[
+        list[str] | None, typer.Option(help="An affected component code (repeatable).")
+    ] = None,
+    licence: Annotated[
+        list[int] | None, typer.Option(help="An affected licence id (repeatable).")
+    ] = None,
+    sample: Annotated[
+        list[int] | None, typer.Option(help="An affected sample id (repeatable).")
+    ] = None,
+    subjects: Annotated[
+        int | None, typer.Option(help="Estimated number of affected subjects.")
+    ] = None,
+    drill: Annotated[int | None, typer.Option(help="The drill this incident is part of.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register an incident; the operator's administrators are told in their inbox."""
+    from yuanjian.db.types import utcnow
+    from yuanjian.oversight import incidents
+
+    data = run_service(
+        ctx,
+        lambda s, a: incidents.incident_dict(
+            incidents.report_incident(
+                session=s,
+                actor=a,
+                title=title,
+                kind=kind,
+                severity=severity,
+                description=description,
+                discovered_at=discovered_at or utcnow(),
+                components=component or [],
+                licences=licence or [],
+                samples=sample or [],
+                subjects=subjects,
+                drill_id=drill,
+            )
+        ),
+    )
+    emit(as_json, data, lambda: console.print(f"Incident #{data['id']} registered ({kind})."))
+
+
+@security_app.command("reminders")
+def security_reminders(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what is overdue; notify nobody.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Tell the operator's administrators of overdue plans, drills and training (once a day)."""
+    from yuanjian.oversight import security
+
+    def call(s: Session, a: Actor) -> list[dict[str, Any]]:
+        if dry_run:
+            return [
+                {**r.as_dict(), "notified": 0} for r in security.list_overdue(session=s, actor=a)
+            ]
+        return security.deliver_reminders(session=s, actor=a)
+
+    rows = run_service(ctx, call)
+
+    def text() -> None:
+        if not rows:
+            console.print("Nothing is overdue.")
+        for r in rows:
+            console.print(
+                f"{r['kind']:<13} due {r['due']} ({r['days_overdue']} days over): {r['text']}"
+                f" -> {r['notified']} notified",
+                highlight=False,
+            )
+
+    emit(as_json, rows, text)
+
+
 def main() -> None:
     """Console entry point."""
     try:

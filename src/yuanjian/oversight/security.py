@@ -627,12 +627,10 @@ def list_overdue(*, session: Session, actor: Actor, today: date | None = None) -
     return overdue(session, today)
 
 
-def deliver_reminders(
-    *, session: Session, actor: Actor, today: date | None = None
-) -> list[dict[str, Any]]:
+def deliver_reminders(*, session: Session, actor: Actor) -> list[dict[str, Any]]:
     """Tell the operator's administrators of each overdue item, once per item per day."""
     require(session, actor, Permission.SECURITY_MANAGE, action="security.reminders")
-    day = today or date.today()
+    day = date.today()
     items = overdue(session, day)
     admins = reviews._operator_admins(session)
     start = datetime.combine(day, time.min).astimezone().astimezone(UTC)
