@@ -16,6 +16,7 @@ changes nothing and only prints the logins again, which are kept in
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import secrets
@@ -1021,6 +1022,17 @@ PRODUCT_USE_AGREEMENT = (
 )
 
 
+def _definition(session: Session, code: str) -> dict[str, Any]:
+    """The build definition of a component; the dataset suppresses below the k in force."""
+    from yuanjian.standards import service as standards
+
+    d = copy.deepcopy(DEFINITIONS[code])
+    if "k" in d.get("parameters", {}):
+        _, anonymity = standards.in_force(session, "anonymity_thresholds")
+        d["parameters"]["k"]["value"] = int(anonymity["k"])
+    return d
+
+
 def _step_development(ctx: _Ctx) -> None:
     from yuanjian.components import builds, samples
     from yuanjian.reviews import service as reviews
@@ -1061,7 +1073,7 @@ def _step_development(ctx: _Ctx) -> None:
         ctx.progress("development", done, total, f"{code}: sample #{sample_id}")
         with ctx.session() as s:
             builds.save_definition(
-                session=s, actor=dev, spec_id=spec_id, definition=DEFINITIONS[code]
+                session=s, actor=dev, spec_id=spec_id, definition=_definition(s, code)
             )
             run = builds.dev_run(session=s, actor=dev, spec_id=spec_id, sample_id=sample_id)
             if run.status != "ok":
