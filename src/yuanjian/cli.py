@@ -38,6 +38,13 @@ tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 samples_app = typer.Typer(help="Sample data: issue, list, trace leaks.", no_args_is_help=True)
+evidence_app = typer.Typer(
+    help="Evidence packs of a component or licence, verifiable offline.", no_args_is_help=True
+)
+licences_app = typer.Typer(
+    help="Licences of products: list, show, suspend, reinstate, revoke.", no_args_is_help=True
+)
+serving_app = typer.Typer(help="The component serving API.", no_args_is_help=True)
 licences_app = typer.Typer(
     help="Licences of products: list, show, suspend, reinstate, revoke.", no_args_is_help=True
 )
@@ -52,6 +59,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(resources_app, name="resources")
 app.add_typer(samples_app, name="samples")
+app.add_typer(evidence_app, name="evidence")
 app.add_typer(licences_app, name="licences")
 app.add_typer(serving_app, name="serving")
 
@@ -706,6 +714,102 @@ def audit_import_cosignature(
         {"checkpoint_id": row.checkpoint_id, "witness": row.witness},
         lambda: console.print(f"Imported cosignature by {row.witness}"),
     )
+
+
+@audit_app.command("submit")
+def audit_submit(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Deliver the audit log since the last submission to the regulator (Art. 26)."""
+    from yuanjian.oversight import logs
+
+    settings = _settings(ctx)
+    row = run_service(
+        ctx, lambda s, a: logs.submit_logs(session=s, actor=a, data_dir=settings.data_dir)
+    )
+    assert row is not None  # only scheduled runs skip
+    data = {
+        "id": row.id,
+        "from_size": row.from_size,
+        "to_size": row.to_size,
+        "bundle": str(settings.data_dir / row.bundle_path),
+        "sha256": row.bundle_sha256,
+        "status": row.status,
+    }
+    emit(
+        as_json,
+        data,
+        lambda: console.print(
+            f"Submission {row.id}: entries {row.from_size}..{row.to_size - 1} delivered to the "
+            f"regulator\n  {data['bundle']}\n  SHA-256 {row.bundle_sha256}",
+            highlight=False,
+        ),
+    )
+
+
+def _evidence(
+    ctx: typer.Context, subject_type: str, subject_id: str, out: Path, as_json: bool
+) -> None:
+    import shutil
+
+    from yuanjian.oversight import evidence
+
+    settings = _settings(ctx)
+    if out.exists() and not out.is_dir():
+        fail(f"{out} is not a directory (--out)")
+    pack = run_service(
+        ctx,
+        lambda s, a: evidence.evidence_pack(
+            session=s,
+            actor=a,
+            data_dir=settings.data_dir,
+            subject_type=subject_type,
+            subject_id=subject_id,
+        ),
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    source = settings.data_dir / pack.path
+    target = out / source.name
+    tmp = out / f".{source.name}.partial"
+    shutil.copyfile(source, tmp)
+    tmp.replace(target)
+    data = {
+        "id": pack.id,
+        "subject_type": pack.subject_type,
+        "subject_id": pack.subject_id,
+        "file": str(target),
+        "sha256": pack.sha256,
+        "checkpoint_size": pack.checkpoint_size,
+    }
+    emit(
+        as_json,
+        data,
+        lambda: console.print(
+            f"Evidence pack {pack.id} for {subject_type} {pack.subject_id}: {target}\n"
+            f"  SHA-256 {pack.sha256}; verify: python verify_bundle.py {target.name}",
+            highlight=False,
+        ),
+    )
+
+
+@evidence_app.command("component")
+def evidence_component(
+    ctx: typer.Context,
+    code: Annotated[str, typer.Argument(help="Component code.")],
+    out: Annotated[Path, typer.Option(help="Directory to write the pack (.zip) into.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Evidence pack of a component: spec to catalog, licences, calls, proved audit entries."""
+    _evidence(ctx, "component", code, out, as_json)
+
+
+@evidence_app.command("licence")
+def evidence_licence(
+    ctx: typer.Context,
+    licence_id: Annotated[int, typer.Argument(metavar="ID", help="Licence number.")],
+    out: Annotated[Path, typer.Option(help="Directory to write the pack (.zip) into.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Evidence pack of a licence: product spec, credentials, usage, calls, proved entries."""
+    _evidence(ctx, "licence", str(licence_id), out, as_json)
 
 
 # ---------------------------------------------------------------- resources

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Verify a Yuanjian audit-log export bundle, standalone.
+"""Verify a Yuanjian audit-log export bundle or evidence pack, standalone.
 
 This file is copied into every export bundle and run by the regulator on their own machine, so
 it must work with nothing but the Python standard library (3.9+) and ``cryptography``. It
@@ -33,10 +33,18 @@ hashes reproduces the end root exactly; the consistency proof verifies start -> 
 provably consistent with it (a proof for an older previous checkpoint; the entries themselves
 for one inside the bundle's range).
 
-Usage: python verify_bundle.py BUNDLE_DIR [--key VKEY_OR_FILE] [--previous CHECKPOINT_FILE]
+A bundle may also be given as the .zip the platform delivers (files in one top-level folder).
+
+Evidence packs (one component or licence, see "Evidence packs" below) are recognized by their
+manifest, or forced with ``--evidence``: every file's SHA-256, the checkpoint signature, every
+audit entry's leaf hash and RFC 9162 inclusion proof, and the seal of the records in the log.
+
+Usage: python verify_bundle.py BUNDLE_DIR_OR_ZIP [--key VKEY_OR_FILE] [--previous CHECKPOINT_FILE]
        [--previous-proof PROOF_JSON] [--json]
+       python verify_bundle.py PACK.zip [--evidence] [--key VKEY_OR_FILE] [--json]
 Exit status: 0 all checks passed, 1 a check failed, 2 bad usage or unreadable bundle.
-From Python: ``verify_bundle(path, key=None, previous=None) -> Result``.
+From Python: ``verify_bundle(path, key=None, previous=None) -> Result``,
+``verify_evidence(path, key=None) -> Result``.
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ import json
 import os
 import re
 import sys
+import tempfile
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,6 +78,7 @@ __all__ = [
     "parse_canonical_line",
     "parse_vkey",
     "verify_bundle",
+    "verify_evidence",
 ]
 
 BUNDLE_FORMAT = "yuanjian-audit-bundle/1"
@@ -171,6 +182,28 @@ class _Tree:
             fn >>= 1
             sn >>= 1
         return sn == 0 and fr == old_root and sr == new_root
+
+    def verify_inclusion(
+        self, index: int, size: int, leaf_hash: bytes, proof: list[bytes], root: bytes
+    ) -> bool:
+        """RFC 9162 section 2.1.3.2."""
+        if index < 0 or index >= size:
+            return False
+        fn, sn = index, size - 1
+        r = leaf_hash
+        for p in proof:
+            if sn == 0:
+                return False
+            if fn & 1 or fn == sn:
+                r = self.node(p, r)
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+            else:
+                r = self.node(r, p)
+            fn >>= 1
+            sn >>= 1
+        return sn == 0 and r == root
 
 
 def _popcount(n: int) -> int:
@@ -423,6 +456,7 @@ class Check:
     status: str
     detail: str
     index: int | None = None
+    file: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -445,6 +479,11 @@ class Result:
     end_root: str | None = None
     key: str | None = None
     key_pinned: bool = False
+    # "bundle" (an audit export) or "evidence" (an evidence pack).
+    kind: str = "bundle"
+    subject: str | None = None
+    entries_checked: int = 0
+    files_checked: int = 0
 
     @property
     def ok(self) -> bool:
@@ -469,14 +508,27 @@ class Result:
         found = [c.index for c in self.checks if not c.ok and c.index is not None]
         return min(found) if found else None
 
-    def add(self, name: str, status: str, detail: str, index: int | None = None) -> None:
+    @property
+    def first_bad_file(self) -> str | None:
+        """The first file a failed check names, if any."""
+        return next((c.file for c in self.checks if not c.ok and c.file is not None), None)
+
+    def add(
+        self,
+        name: str,
+        status: str,
+        detail: str,
+        index: int | None = None,
+        file: str | None = None,
+    ) -> None:
         """Record a check outcome."""
-        self.checks.append(Check(name, status, detail, index))
+        self.checks.append(Check(name, status, detail, index, file))
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serializable summary."""
-        return {
+        out: dict[str, Any] = {
             "bundle": self.path,
+            "kind": self.kind,
             "ok": self.ok,
             "exit_code": self.exit_code,
             "error": self.error,
@@ -488,6 +540,7 @@ class Result:
             "key": self.key,
             "key_pinned": self.key_pinned,
             "first_bad_index": self.first_bad_index,
+            "first_bad_file": self.first_bad_file,
             "warnings": list(self.warnings),
             "checks": [
                 {
@@ -496,13 +549,21 @@ class Result:
                     "ok": c.ok,
                     "detail": c.detail,
                     "index": c.index,
+                    "file": c.file,
                 }
                 for c in self.checks
             ],
         }
+        if self.kind == "evidence":
+            out["subject"] = self.subject
+            out["entries_checked"] = self.entries_checked
+            out["files_checked"] = self.files_checked
+        return out
 
     def report(self) -> str:
         """A human-readable report."""
+        if self.kind == "evidence":
+            return self._evidence_report()
         out = [f"Yuanjian audit bundle: {self.path}"]
         if self.origin is not None:
             out.append(
@@ -522,6 +583,35 @@ class Result:
         else:
             failed = ", ".join(c.name for c in self.failures)
             line = f"FAILED: {len(self.failures)} of {len(self.checks)} checks ({failed})"
+            if self.first_bad_index is not None:
+                line += f"; first entry at fault: index {self.first_bad_index}"
+            out.append(line)
+        return "\n".join(out)
+
+    def _evidence_report(self) -> str:
+        out = [f"Yuanjian evidence pack: {self.path}"]
+        if self.origin is not None:
+            out.append(
+                f"  subject {self.subject or '-'}, log {self.origin!r}, hash {self.hash}, "
+                f"checkpoint size {self.end_size}, key {self.key or '-'}"
+            )
+        for w in self.warnings:
+            out.append(f"  WARNING: {w}")
+        marks = {"ok": "[ OK ]", "fail": "[FAIL]", "skip": "[SKIP]"}
+        for c in self.checks:
+            out.append(f"  {marks.get(c.status, c.status)} {c.name}: {c.detail}")
+        if self.error is not None:
+            out.append(f"ERROR: {self.error}")
+        elif self.ok:
+            out.append(
+                f"VERIFIED: {self.files_checked} files, {self.entries_checked} audit entries "
+                f"proved against checkpoint {self.end_size} (root {self.end_root})"
+            )
+        else:
+            failed = ", ".join(c.name for c in self.failures)
+            line = f"FAILED: {len(self.failures)} of {len(self.checks)} checks ({failed})"
+            if self.first_bad_file is not None:
+                line += f"; first file at fault: {self.first_bad_file}"
             if self.first_bad_index is not None:
                 line += f"; first entry at fault: index {self.first_bad_index}"
             out.append(line)
@@ -1041,10 +1131,16 @@ def verify_bundle(
     previous: str | bytes | os.PathLike[str] | None = None,
     previous_proof: str | os.PathLike[str] | None = None,
 ) -> Result:
-    """Verify the bundle directory at path; key is a verifier key or a file holding one."""
+    """Verify the bundle (a directory, or a .zip of one) at path; key is a verifier key or a
+    file holding one."""
     res = Result(path=str(path))
     try:
-        _run(Path(path), key, previous, previous_proof, res)
+        p = Path(path)
+        if p.is_file() and zipfile.is_zipfile(p):
+            with tempfile.TemporaryDirectory(prefix="yuanjian-bundle-") as tmp:
+                _run(_extract(p, Path(tmp)), key, previous, previous_proof, res)
+        else:
+            _run(p, key, previous, previous_proof, res)
     except _Unreadable as exc:
         res.error = str(exc)
     except Exception as exc:  # a bundle that crashes the verifier is never "verified"
@@ -1052,21 +1148,593 @@ def verify_bundle(
     return res
 
 
+# ---------------------------------------------------------------------------------------------
+# Zip archives (log submissions and evidence packs are downloaded as .zip files)
+
+
+class _Archive:
+    """The files of a .zip or a directory by relative POSIX path, below the one folder that
+    holds manifest.json (archives keep their files in one top-level folder)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.zip: zipfile.ZipFile | None = None
+        self.root: Path | None = None
+        self.prefix = ""
+        if path.is_dir():
+            self.root = path
+            names = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
+        elif path.is_file() and zipfile.is_zipfile(path):
+            try:
+                self.zip = zipfile.ZipFile(path)
+            except (OSError, zipfile.BadZipFile) as exc:
+                raise _Unreadable(f"{path}: not a readable zip file: {exc}") from None
+            names = []
+            for info in self.zip.infolist():
+                name = info.filename
+                if name.endswith("/"):
+                    continue
+                if name.startswith("/") or "\\" in name or ".." in name.split("/"):
+                    raise _Unreadable(f"{path}: unsafe member name {name!r}")
+                if name in names:
+                    raise _Unreadable(f"{path}: member {name!r} appears twice")
+                names.append(name)
+        else:
+            raise _Unreadable(f"{path}: neither a directory nor a .zip file")
+        if "manifest.json" not in names:
+            tops = [
+                n[: -len("manifest.json")]
+                for n in names
+                if re.fullmatch(r"[^/]+/manifest\.json", n)
+            ]
+            if len(tops) != 1:
+                raise _Unreadable(f"{path}: no manifest.json (at the top or in one folder)")
+            self.prefix = tops[0]
+            outside = [n for n in names if not n.startswith(self.prefix)]
+            if outside:
+                raise _Unreadable(f"{path}: {outside[0]!r} lies outside the folder {self.prefix!r}")
+        self.names = sorted(n[len(self.prefix) :] for n in names)
+
+    def read(self, name: str) -> bytes:
+        """The bytes of one file; OSError if absent."""
+        if name not in self.names:
+            raise FileNotFoundError(name)
+        if self.zip is not None:
+            try:
+                return self.zip.read(self.prefix + name)
+            except (zipfile.BadZipFile, ValueError, RuntimeError) as exc:
+                raise OSError(f"{name}: unreadable in the zip ({exc})") from None
+        assert self.root is not None
+        return (self.root / name).read_bytes()
+
+    def sha256(self, name: str) -> str:
+        """Hex SHA-256 of one file, streamed."""
+        if name not in self.names:
+            raise FileNotFoundError(name)
+        h = hashlib.sha256()
+        try:
+            if self.zip is not None:
+                fh = self.zip.open(self.prefix + name)
+            else:
+                assert self.root is not None
+                fh = (self.root / name).open("rb")
+            with fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except (zipfile.BadZipFile, ValueError, RuntimeError) as exc:
+            raise OSError(f"{name}: unreadable in the zip ({exc})") from None
+        return h.hexdigest()
+
+    def close(self) -> None:
+        """Close the zip file."""
+        if self.zip is not None:
+            self.zip.close()
+
+
+def _extract(path: Path, into: Path) -> Path:
+    """Unpack a bundle .zip (member names checked) and return the bundle directory."""
+    archive = _Archive(path)
+    try:
+        for name in archive.names:
+            target = into / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                target.write_bytes(archive.read(name))
+            except OSError as exc:
+                raise _Unreadable(f"{path}: {exc}") from None
+    finally:
+        archive.close()
+    return into
+
+
+# ---------------------------------------------------------------------------------------------
+# Evidence packs
+#
+# An evidence pack (.zip, files in one top-level folder) documents one component or licence:
+#
+#     manifest.json         {"format": "yuanjian-evidence-pack/1", "subject": {"type", "id"},
+#                            "origin", "hash", "checkpoint_size", "created_at",
+#                            "contents_sha256", "files": [{"path", "sha256", "bytes"}, ...]}
+#                           (every other file of the pack, with its SHA-256)
+#     contents.json         {"format", "subject", "files": {path: sha256}}: every file outside
+#                           audit/; its SHA-256 is sealed in the log by the pack's own
+#                           "evidence.create" entry, so records cannot be edited unnoticed even
+#                           together with the manifest
+#     records/*.json        the objects (specs, reviews, samples' metadata, builds, licences...)
+#     audit/entries.jsonl   every audit entry about them, canonical JSON as in the log
+#     audit/proofs.json     {"tree_size": N, "proofs": {"<index>": [base64, ...]}}: RFC 9162
+#                           inclusion proof of each entry in the tree of size N
+#     audit/checkpoint.txt  the log's signed checkpoint of size N
+#     audit/verifier.key    the log's verifier key
+#
+# Checks: the manifest is sane; every file matches its SHA-256 and no file is unlisted; the
+# checkpoint is signed by the log key (--key, else audit/verifier.key with a warning); every
+# entry is canonical JSON and its leaf hash and inclusion proof reproduce the checkpoint root;
+# contents.json matches the manifest and is sealed by a proved "evidence.create" entry.
+
+EVIDENCE_FORMAT = "yuanjian-evidence-pack/1"
+EVIDENCE_SEAL_ACTION = "evidence.create"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass
+class _PackManifest:
+    subject: dict[str, str]
+    origin: str
+    alg: str
+    size: int
+    contents_sha256: str
+    files: dict[str, str]
+
+
+def _safe_member(name: Any) -> bool:
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and not name.startswith("/")
+        and "\\" not in name
+        and ".." not in name.split("/")
+        and name != "manifest.json"
+    )
+
+
+def _pack_manifest(pack: _Archive, res: Result) -> _PackManifest | None:
+    try:
+        doc = json.loads(pack.read("manifest.json").decode("utf-8"))
+    except OSError as exc:
+        raise _Unreadable(f"manifest.json: cannot read: {exc}") from None
+    except ValueError as exc:
+        raise _Unreadable(f"manifest.json: not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise _Unreadable("manifest.json: not a JSON object")
+    problems = []
+    if doc.get("format") != EVIDENCE_FORMAT:
+        problems.append(f"format is {doc.get('format')!r}, expected {EVIDENCE_FORMAT!r}")
+    subject = doc.get("subject")
+    if (
+        not isinstance(subject, dict)
+        or not isinstance(subject.get("type"), str)
+        or not isinstance(subject.get("id"), str)
+    ):
+        problems.append("subject must be an object with string type and id")
+        subject = {}
+    origin = doc.get("origin")
+    if not isinstance(origin, str) or not origin or "\n" in origin:
+        problems.append("origin must be a non-empty one-line string")
+    alg = doc.get("hash")
+    if alg not in HASHERS:
+        problems.append(f"hash {alg!r} is not one of {sorted(HASHERS)}")
+    size = doc.get("checkpoint_size")
+    if not _is_uint(size) or size == 0:
+        problems.append("checkpoint_size must be a positive integer")
+    contents = doc.get("contents_sha256")
+    if not isinstance(contents, str) or not _HEX64.fullmatch(contents):
+        problems.append("contents_sha256 must be 64 lowercase hex digits")
+    files: dict[str, str] = {}
+    items = doc.get("files")
+    if not isinstance(items, list):
+        problems.append("files must be a list")
+        items = []
+    for n, item in enumerate(items):
+        path = item.get("path") if isinstance(item, dict) else None
+        digest = item.get("sha256") if isinstance(item, dict) else None
+        if not _safe_member(path):
+            problems.append(f"files[{n}]: path {path!r} is not a safe relative path")
+        elif path in files:
+            problems.append(f"files[{n}]: {path} is listed twice")
+        elif not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            problems.append(f"files[{n}] ({path}): sha256 must be 64 lowercase hex digits")
+        else:
+            files[path] = digest
+    if problems:
+        res.add("manifest", "fail", "; ".join(problems), file="manifest.json")
+        return None
+    res.origin, res.hash, res.end_size = origin, alg, size
+    res.subject = f"{subject['type']} {subject['id']}"
+    res.add(
+        "manifest",
+        "ok",
+        f"{EVIDENCE_FORMAT} for {res.subject}, hash {alg}, {len(files)} files, "
+        f"checkpoint size {size}, created {doc.get('created_at')}",
+    )
+    return _PackManifest(
+        {"type": subject["type"], "id": subject["id"]}, origin, alg, size, contents, files
+    )
+
+
+def _check_pack_files(pack: _Archive, m: _PackManifest, res: Result) -> None:
+    problems: list[tuple[str, str]] = []
+    ok = 0
+    for path, want in m.files.items():
+        try:
+            got = pack.sha256(path)
+        except FileNotFoundError:
+            problems.append((path, f"{path}: listed in the manifest but missing"))
+            continue
+        except OSError as exc:
+            problems.append((path, f"{path}: {exc}"))
+            continue
+        if got != want:
+            problems.append(
+                (path, f"{path}: SHA-256 {got} differs from the manifest's {want} (altered)")
+            )
+        else:
+            ok += 1
+    for name in pack.names:
+        if name != "manifest.json" and name not in m.files:
+            problems.append((name, f"{name}: not listed in the manifest"))
+    res.files_checked = ok
+    if problems:
+        shown = [p[1] for p in problems[:MAX_LISTED_PROBLEMS]]
+        more = len(problems) - len(shown)
+        detail = "; ".join(shown) + (f"; and {more} more problem(s)" if more > 0 else "")
+        res.add("files", "fail", detail, file=problems[0][0])
+    else:
+        res.add("files", "ok", f"{ok} files match their SHA-256 in the manifest")
+
+
+def _pick_key(
+    found: LogKey | None, problem: str | None, pinned: LogKey | None, where: str, res: Result
+) -> LogKey | None:
+    if pinned is not None:
+        res.key, res.key_pinned = pinned.text, True
+        if found is not None and found != pinned:
+            res.warnings.append(
+                f"the {where} ({found.text}) differs from the pinned --key ({pinned.text}); "
+                "only the pinned key is trusted"
+            )
+        res.add("verifier_key", "ok", f"log key {pinned.text}, pinned with --key")
+        return pinned
+    if found is None:
+        res.add("verifier_key", "fail", f"{problem}, and no --key was given", file=where)
+        return None
+    res.key = found.text
+    res.warnings.append(
+        f"the log key {found.text} was taken from the {where} and NOT independently "
+        "pinned: pass --key with the key you hold for this log"
+    )
+    res.add("verifier_key", "ok", f"log key {found.text}, from {where} (not pinned)")
+    return found
+
+
+def _pack_key(pack: _Archive, pinned: LogKey | None, res: Result) -> LogKey | None:
+    found: LogKey | None = None
+    problem = None
+    try:
+        found = parse_vkey(pack.read("audit/verifier.key").decode("utf-8").strip())
+    except OSError:
+        problem = "audit/verifier.key is missing"
+    except (ValueError, UnicodeDecodeError) as exc:
+        problem = f"audit/verifier.key: {exc}"
+    return _pick_key(found, problem, pinned, "audit/verifier.key", res)
+
+
+def _pack_checkpoint(
+    pack: _Archive, m: _PackManifest, key: LogKey, res: Result
+) -> SignedCheckpoint | None:
+    name = "audit/checkpoint.txt"
+    try:
+        cp = open_checkpoint(pack.read(name), key)
+    except OSError:
+        res.add("checkpoint", "fail", f"{name} is missing or unreadable", file=name)
+        return None
+    except ValueError as exc:
+        res.add("checkpoint", "fail", f"{name}: {exc}", file=name)
+        return None
+    if cp.size != m.size:
+        res.add(
+            "checkpoint",
+            "fail",
+            f"{name} is for tree size {cp.size}, the manifest says {m.size}",
+            file=name,
+        )
+        return None
+    if cp.origin != m.origin:
+        res.add(
+            "checkpoint",
+            "fail",
+            f"{name} has origin {cp.origin!r}, the manifest says {m.origin!r}",
+            file=name,
+        )
+        return None
+    root64 = base64.b64encode(cp.root).decode("ascii")
+    res.end_root = root64
+    res.add("checkpoint", "ok", f"{name}: size {cp.size}, root {root64}, signed by {key.text}")
+    return cp
+
+
+def _check_pack_entries(
+    pack: _Archive, m: _PackManifest, tree: _Tree, cp: SignedCheckpoint | None, res: Result
+) -> list[tuple[int, dict[str, Any]]]:
+    """Check every entry line and its inclusion proof; return the proved entries."""
+    name = "audit/entries.jsonl"
+    try:
+        doc = json.loads(pack.read("audit/proofs.json").decode("utf-8"))
+        if not isinstance(doc, dict) or doc.get("tree_size") != m.size:
+            raise ValueError(f"tree_size must be the checkpoint size {m.size}")
+        raw_proofs = doc.get("proofs")
+        if not isinstance(raw_proofs, dict):
+            raise ValueError("proofs must be an object keyed by entry index")
+        proofs = {k: _decode_hashes(v, f"proofs[{k}]") for k, v in raw_proofs.items()}
+    except OSError:
+        res.add("entries", "fail", "audit/proofs.json is missing or unreadable", file=name)
+        return []
+    except ValueError as exc:
+        res.add("entries", "fail", f"audit/proofs.json: {exc}", file="audit/proofs.json")
+        return []
+    try:
+        data = pack.read(name)
+    except OSError:
+        res.add("entries", "fail", f"{name} is missing or unreadable", file=name)
+        return []
+    problems: list[tuple[int, str]] = []
+    proved: list[tuple[int, dict[str, Any]]] = []
+    seen: set[str] = set()
+    last = -1
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    elif lines:
+        problems.append((m.size, f"{name}: no trailing newline"))
+    for n, line in enumerate(lines, 1):
+        try:
+            entry = parse_canonical_line(line)
+            if not isinstance(entry, dict):
+                raise ValueError("not a JSON object")
+            idx = entry.get("index")
+            if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0:
+                raise ValueError('no integer "index" field')
+        except ValueError as exc:
+            problems.append((last + 1, f"{name} line {n}: {exc}"))
+            continue
+        where = f"{name} line {n} (entry {idx})"
+        if idx <= last:
+            problems.append((idx, f"{where}: indexes must increase (previous {last})"))
+            continue
+        last = idx
+        if idx >= m.size:
+            problems.append((idx, f"{where}: beyond the checkpoint's tree size {m.size}"))
+            continue
+        proof = proofs.get(str(idx))
+        seen.add(str(idx))
+        if proof is None:
+            problems.append((idx, f"{where}: no inclusion proof in audit/proofs.json"))
+            continue
+        if cp is None:
+            continue
+        if not tree.verify_inclusion(idx, m.size, tree.leaf(line), proof, cp.root):
+            problems.append(
+                (
+                    idx,
+                    f"{where}: the leaf hash and inclusion proof do not reproduce the "
+                    "checkpoint's root: the entry was altered or is not in the log",
+                )
+            )
+            continue
+        proved.append((idx, entry))
+    for k in sorted(set(proofs) - seen):
+        problems.append((m.size, f"audit/proofs.json: a proof for entry {k} has no entry line"))
+    res.entries_checked = len(proved)
+    if problems:
+        problems.sort(key=lambda p: p[0])
+        shown = [p[1] for p in problems[:MAX_LISTED_PROBLEMS]]
+        more = len(problems) - len(shown)
+        detail = "; ".join(shown) + (f"; and {more} more problem(s)" if more > 0 else "")
+        first = problems[0][0]
+        res.add("entries", "fail", detail, index=first if first < m.size else None, file=name)
+    elif cp is None:
+        res.add("entries", "skip", "no verified checkpoint to prove the entries against")
+    else:
+        res.add(
+            "entries",
+            "ok",
+            f"{len(proved)} canonical entries; leaf hashes and RFC 9162 inclusion proofs "
+            f"reproduce the checkpoint root",
+        )
+    return proved
+
+
+def _check_contents(
+    pack: _Archive, m: _PackManifest, proved: list[tuple[int, dict[str, Any]]], res: Result
+) -> None:
+    name = "contents.json"
+    try:
+        raw = pack.read(name)
+        doc = json.loads(raw.decode("utf-8"))
+    except OSError:
+        res.add("contents", "fail", f"{name} is missing or unreadable", file=name)
+        return
+    except ValueError as exc:
+        res.add("contents", "fail", f"{name} is not valid JSON: {exc}", file=name)
+        return
+    digest = hashlib.sha256(raw).hexdigest()
+    problems = []
+    if digest != m.contents_sha256:
+        problems.append(f"its SHA-256 {digest} differs from the manifest's contents_sha256")
+    files = doc.get("files") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("format") != EVIDENCE_FORMAT:
+        problems.append(f"format must be {EVIDENCE_FORMAT!r}")
+    elif doc.get("subject") != m.subject:
+        problems.append(f"subject {doc.get('subject')!r} differs from the manifest's")
+    if not isinstance(files, dict):
+        problems.append("files must be an object of path: sha256")
+        files = {}
+    for path, want in files.items():
+        if m.files.get(path) != want:
+            problems.append(f"{path}: SHA-256 differs from the manifest's (or not listed)")
+    for path in m.files:
+        if not path.startswith("audit/") and path != name and path not in files:
+            problems.append(f"{path}: not covered by contents.json")
+    if problems:
+        res.add(
+            "contents", "fail", f"{name}: " + "; ".join(problems[:MAX_LISTED_PROBLEMS]), file=name
+        )
+        return
+    seal = next(
+        (
+            idx
+            for idx, e in proved
+            if e.get("action") == EVIDENCE_SEAL_ACTION
+            and e.get("outcome") == "allowed"
+            and e.get("object") == m.subject
+            and isinstance(e.get("detail"), dict)
+            and e["detail"].get("contents_sha256") == digest
+        ),
+        None,
+    )
+    if seal is None:
+        res.add(
+            "contents",
+            "fail",
+            f"no proved audit entry ({EVIDENCE_SEAL_ACTION!r} of {m.subject['type']} "
+            f"{m.subject['id']}) seals {name} (SHA-256 {digest}): the records are not bound "
+            "to the log",
+            file=name,
+        )
+        return
+    res.add(
+        "contents",
+        "ok",
+        f"{name} covers {len(files)} files and is sealed by audit entry {seal}",
+        index=None,
+    )
+
+
+def _check_calls(pack: _Archive, proved: list[tuple[int, dict[str, Any]]], res: Result) -> None:
+    """audit/calls.json (optional) only indexes proved entries, and says what they say."""
+    name = "audit/calls.json"
+    if name not in pack.names:
+        return
+    try:
+        items = json.loads(pack.read(name).decode("utf-8"))
+        if not isinstance(items, list):
+            raise ValueError("not a JSON list")
+    except (OSError, ValueError) as exc:
+        res.add("calls", "fail", f"{name}: {exc}", file=name)
+        return
+    by_index = dict(proved)
+    for n, item in enumerate(items):
+        idx = item.get("index") if isinstance(item, dict) else None
+        entry = by_index.get(idx) if isinstance(idx, int) else None
+        if entry is None:
+            res.add("calls", "fail", f"{name}[{n}]: not a proved entry of the pack", file=name)
+            return
+        same = all(
+            item.get(k) == entry.get(k) for k in ("action", "outcome", "detail", "purpose")
+        ) and item.get("licence_id") == (entry.get("object") or {}).get("id")
+        if not same:
+            res.add(
+                "calls",
+                "fail",
+                f"{name}[{n}] differs from audit entry {idx} it names",
+                index=idx,
+                file=name,
+            )
+            return
+    res.add("calls", "ok", f"{len(items)} call(s) listed, each one a proved entry")
+
+
+def _run_evidence(path: Path, key: Any, res: Result) -> None:
+    pinned = _load_key_arg(key) if key is not None else None
+    pack = _Archive(path)
+    try:
+        m = _pack_manifest(pack, res)
+        if m is None:
+            return
+        tree = _Tree(m.alg)
+        _check_pack_files(pack, m, res)
+        log_key = _pack_key(pack, pinned, res)
+        if log_key is None:
+            return
+        if log_key.name != m.origin:
+            res.warnings.append(
+                f"the log key name {log_key.name!r} differs from the origin {m.origin!r}"
+            )
+        cp = _pack_checkpoint(pack, m, log_key, res)
+        proved = _check_pack_entries(pack, m, tree, cp, res)
+        _check_contents(pack, m, proved, res)
+        _check_calls(pack, proved, res)
+    finally:
+        pack.close()
+
+
+def verify_evidence(
+    path: str | os.PathLike[str], key: str | bytes | os.PathLike[str] | None = None
+) -> Result:
+    """Verify the evidence pack (.zip or unpacked directory) at path."""
+    res = Result(path=str(path), kind="evidence")
+    try:
+        _run_evidence(Path(path), key, res)
+    except _Unreadable as exc:
+        res.error = str(exc)
+    except Exception as exc:  # a pack that crashes the verifier is never "verified"
+        res.error = f"could not verify the evidence pack: {type(exc).__name__}: {exc}"
+    return res
+
+
+def is_evidence_pack(path: str | os.PathLike[str]) -> bool:
+    """True if path is a .zip or directory whose manifest says it is an evidence pack."""
+    try:
+        pack = _Archive(Path(path))
+    except (_Unreadable, OSError):
+        return False
+    try:
+        doc = json.loads(pack.read("manifest.json").decode("utf-8"))
+        return isinstance(doc, dict) and doc.get("format") == EVIDENCE_FORMAT
+    except (OSError, ValueError):
+        return False
+    finally:
+        pack.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="verify_bundle.py",
-        description="Verify a Yuanjian audit-log export bundle (exit 0 ok, 1 failed, 2 usage).",
+        description="Verify a Yuanjian audit-log export bundle or evidence pack "
+        "(exit 0 ok, 1 failed, 2 usage).",
     )
-    parser.add_argument("bundle", help="the bundle directory")
+    parser.add_argument(
+        "bundle", help="the bundle directory or .zip, or an evidence pack (.zip or directory)"
+    )
     parser.add_argument("--key", help="the log's verifier key, or a file containing it")
+    parser.add_argument(
+        "--evidence",
+        action="store_true",
+        help="verify an evidence pack (the default when the manifest says it is one)",
+    )
     parser.add_argument("--previous", help="the last checkpoint you accepted from this log")
     parser.add_argument(
         "--previous-proof", help="consistency proof JSON from --previous to the start checkpoint"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
-    res = verify_bundle(args.bundle, args.key, args.previous, args.previous_proof)
+    if args.evidence or is_evidence_pack(args.bundle):
+        if args.previous or args.previous_proof:
+            parser.error("--previous and --previous-proof apply to audit bundles only")
+        res = verify_evidence(args.bundle, args.key)
+    else:
+        res = verify_bundle(args.bundle, args.key, args.previous, args.previous_proof)
     if args.json:
         for w in res.warnings:
             print(f"warning: {w}", file=sys.stderr)

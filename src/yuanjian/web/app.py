@@ -25,8 +25,10 @@ from yuanjian.instance import Instance, open_instance
 from yuanjian.web import errors
 from yuanjian.web.api import audit as audit_api
 from yuanjian.web.api import builds as builds_api
+from yuanjian.web.api import evidence as evidence_api
 from yuanjian.web.api import identity as identity_api
 from yuanjian.web.api import licences as licences_api
+from yuanjian.web.api import log_submissions as log_submissions_api
 from yuanjian.web.api import oversight_security as oversight_security_api
 from yuanjian.web.api import programme as programme_api
 from yuanjian.web.api import reports as reports_api
@@ -37,7 +39,9 @@ from yuanjian.web.api import specs as specs_api
 from yuanjian.web.deps import iter_api_routes, public, route_access
 from yuanjian.web.ui import audit as audit_ui
 from yuanjian.web.ui import catalog as catalog_ui
+from yuanjian.web.ui import evidence as evidence_ui
 from yuanjian.web.ui import licences as licences_ui
+from yuanjian.web.ui import log_submissions as log_submissions_ui
 from yuanjian.web.ui import programme as programme_ui
 from yuanjian.web.ui import reports as reports_ui
 from yuanjian.web.ui import resources as resources_ui
@@ -167,7 +171,7 @@ def _checkpoint_tick(inst: Instance) -> None:
     and start rebuilds of components whose sources got a new version, and remind the operator's
     administrators of overdue security items (once per item a day)."""
     from yuanjian.components import builds
-    from yuanjian.oversight import security
+    from yuanjian.oversight import logs, security
 
     with inst.sessions() as session:
         try:
@@ -186,6 +190,19 @@ def _checkpoint_tick(inst: Instance) -> None:
             )
         except Exception:
             logging.getLogger("yuanjian.builds").exception("scheduled rebuild failed")
+    with inst.sessions() as session:
+        try:
+            # Art. 26: the audit log goes to the regulator every log_submission_days.
+            if logs.due_submission(session, inst.settings):
+                logs.submit_logs(
+                    session=session,
+                    actor=inst.cli_actor(session),
+                    data_dir=inst.settings.data_dir,
+                    scheduled=True,
+                    every_days=inst.settings.log_submission_days,
+                )
+        except Exception:
+            logging.getLogger("yuanjian.oversight").exception("scheduled log submission failed")
     with inst.sessions() as session:
         try:
             security.deliver_reminders_if_due(session=session, actor=inst.cli_actor(session))
@@ -253,6 +270,10 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(oversight_security_api.router)
     app.include_router(security_ui.router)
     app.include_router(audit_api.router)
+    app.include_router(log_submissions_api.router)
+    app.include_router(log_submissions_ui.router)
+    app.include_router(evidence_api.router)
+    app.include_router(evidence_ui.router)
     app.include_router(reports_api.router)
     app.include_router(reports_ui.router)
     app.include_router(ui_routes.router)
