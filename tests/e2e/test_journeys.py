@@ -112,3 +112,66 @@ def test_operator_reviews_builds_and_publishes(
     reviewer.shot("catalog-page")
     with instance.sessions() as s:
         assert s.scalar(select(ComponentVersion)).status == "published"
+
+
+def test_product_developer_applies_and_gets_credentials(
+    journey, instance: Instance, cast: Cast, world, approved_spec: int
+) -> None:
+    from tests.products.conftest import product_doc, publish_component
+    from yuanjian.identity.permissions import Role
+    from yuanjian.products.models import Licence
+
+    publish_component(instance, cast, approved_spec)
+    with instance.sessions() as s:
+        reviews.publish_agreement(
+            session=s,
+            actor=cast.admin,
+            kind="product_use",
+            title="数据产品使用协议",
+            text="乙方应在授权范围内使用数据元件。" * 4,
+        )
+    bank = world.user(Role.PRODUCT_DEVELOPER, org_name="某银行")
+    pd = journey(bank.username, USER_PASSWORD, "product-developer")
+    page = pd.page
+    pd.go("/catalog")
+    page.click("text=enterprise_operating_score")
+    page.wait_for_url("**/catalog/enterprise_operating_score")
+    pd.shot("catalog-component")
+    pd.go("/specs/new/product")
+    page.fill("textarea[name=document]", json.dumps(product_doc(), ensure_ascii=False, indent=2))
+    page.click("form[action='/specs/new/product'] button[type=submit]")
+    page.wait_for_url(re.compile(r"/specs/\d+$"))
+    page.click("#op-submit")
+    page.wait_for_selector("#state")
+    assert page.inner_text("#state") == "已提交"
+    pd.shot("product-spec-submitted")
+
+    with instance.sessions() as s:
+        spec = s.scalar(select(Spec).where(Spec.code == "sme_credit_loan"))
+        rev = s.scalar(select(SpecRevision).where(SpecRevision.spec_id == spec.id))
+    approve_revision(instance, cast, rev.id)
+    pd.go("/agreements/product_use")
+    page.click("#sign")
+    page.wait_for_selector("#signed")
+    with instance.sessions() as s:
+        lic = s.scalar(select(Licence).where(Licence.spec_id == spec.id))
+        assert lic.status == "active"
+    pd.go("/licences")
+    page.click(f"a[href='/licences/{lic.id}']")
+    page.wait_for_selector("#licence-facts")
+    assert page.inner_text("#licence-purpose") == "credit_lending"
+    page.fill("#cred-name", "core-banking")
+    page.click("form[action$='/credentials'] button[type=submit]")
+    page.wait_for_selector("#new-secret")
+    secret = page.inner_text("#new-secret").strip()
+    client_id = page.inner_text("#new-client-id").strip()
+    assert secret.startswith("yjs_") and client_id.startswith("yjc_")
+    pd.shot("credential-created")
+    # The secret is shown once: a reload no longer has it.
+    page.reload()
+    assert secret not in page.content()
+    # And it works against the serving API.
+    r = page.request.post(
+        f"{pd.base}/oauth/token", form={"client_id": client_id, "client_secret": secret}
+    )
+    assert r.status == 200 and r.json()["token_type"] == "Bearer"

@@ -193,6 +193,16 @@ def public(request: Request, session: Session = Depends(get_session)) -> Actor:
 setattr(public, ACCESS_ATTR, "public")
 
 
+def public_endpoint(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """Declare a public route that must not open the request's database session.
+
+    For endpoints that do their own short transactions (the OAuth token exchange): resolving a
+    browser cookie would hold a write transaction on SQLite while they wait for theirs.
+    """
+    setattr(endpoint, ACCESS_ATTR, "public")
+    return endpoint
+
+
 def licensed(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     """Declare a serving route: it authenticates product clients by serving token itself.
 

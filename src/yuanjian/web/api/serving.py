@@ -13,7 +13,7 @@ import json
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
@@ -28,7 +28,7 @@ from yuanjian.products.serving import (
     denied,
     lookup_records,
 )
-from yuanjian.web.deps import client_ip, licensed, public
+from yuanjian.web.deps import client_ip, licensed, public_endpoint
 
 router = APIRouter(tags=["serving"])
 
@@ -164,7 +164,8 @@ def _licensed(fn: Any) -> Any:
 
 
 @router.post("/oauth/token", tags=["serving"])
-async def token(request: Request, actor: Actor = Depends(public)) -> Response:
+@public_endpoint
+async def token(request: Request) -> Response:
     """OAuth 2.0 client-credentials grant: client id and secret → a short-lived bearer token."""
     rt = runtime(request)
     form: dict[str, Any] = {}
