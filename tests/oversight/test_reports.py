@@ -138,7 +138,10 @@ def test_monthly_report_has_the_periods_figures(client, instance: Instance, serv
     assert len(s["labels"]) == (reports.period_bounds("month", _month())[1].day)
     assert sum(s["calls"]) == 2 and sum(s["denied"]) == 1
     assert sum(s["specs_submitted"]) == 3 and sum(s["specs_rejected"]) == 1
-    assert max(s["licences_active"]) == 1
+    assert max(v for v in s["licences_active"] if v is not None) == 1
+    today = utcnow().date().day
+    assert s["licences_active"][today - 1] == 1 and s["audit_log_size"][today - 1] > 0
+    assert all(v is None for v in s["checkpoint_size"][today:])  # no level after today
     # Bound to the checkpoint signed for it, which covers the serving calls.
     assert report.figures["checkpoint"]["size"] == report.checkpoint_size
     with instance.sessions() as s2:

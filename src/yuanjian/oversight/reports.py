@@ -84,6 +84,8 @@ SERIES_KEYS = (
     "checkpoint_size",
     "checkpoints",
 )
+# Series of levels at each bucket's end rather than counts within it (None after today).
+LEVEL_SERIES = ("licences_active", "audit_log_size", "checkpoint_size")
 _TEMPLATES = Path(__file__).parent / "templates"
 _FIGURES_SCRIPT = re.compile(
     r'<script type="application/json" id="report-figures">(.*?)</script>', re.S
@@ -194,7 +196,7 @@ def figures(
     b = _Buckets(start, end, 1 if bucket == "day" else 7)
     lo, hi = _midnight(start), _midnight(end + timedelta(days=1))
     as_of = min(now, hi)
-    series: dict[str, list[int]] = {k: b.zeros() for k in SERIES_KEYS}
+    series: dict[str, list[Any]] = {k: b.zeros() for k in SERIES_KEYS}
     orgs: dict[int, dict[str, Any]] = {}
     for o in session.scalars(select(Organization).order_by(Organization.id)):
         if o.kind in (OrgKind.OPERATOR.value, OrgKind.REGULATOR.value):
@@ -424,6 +426,11 @@ def figures(
             bump(f"incidents_{severity}", discovered_at)
 
     audit_state = _audit_state(session, b, lo, hi, series)
+    # Levels (not counts) have no value yet for the buckets after the figures' date.
+    for i in range(len(b.labels)):
+        if b.start + timedelta(days=i * b.step) > as_of_day:
+            for key in LEVEL_SERIES:
+                series[key][i] = None
     totals = {
         "specs": specs,
         "review_turnaround_days": {
@@ -485,7 +492,7 @@ def _iso(ts: datetime | None) -> str | None:
 
 
 def _audit_state(
-    session: Session, b: _Buckets, lo: datetime, hi: datetime, series: dict[str, list[int]]
+    session: Session, b: _Buckets, lo: datetime, hi: datetime, series: dict[str, list[Any]]
 ) -> dict[str, Any]:
     """Log size, checkpoints and cosignatures: now, and per bucket of the period."""
     head = audit_log.read_head(session)
