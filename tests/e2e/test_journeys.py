@@ -175,3 +175,57 @@ def test_product_developer_applies_and_gets_credentials(
         f"{pd.base}/oauth/token", form={"client_id": client_id, "client_secret": secret}
     )
     assert r.status == 200 and r.json()["token_type"] == "Bearer"
+
+
+def test_regulator_reads_a_report_and_verifies_the_log(
+    journey, instance: Instance, cast: Cast, world
+) -> None:
+    from datetime import date
+
+    from yuanjian.audit import log as audit_log
+    from yuanjian.audit.models import AuditEntry
+    from yuanjian.identity.permissions import Role
+    from yuanjian.oversight import reports
+
+    regulator = world.user(Role.REGULATOR_VIEWER)
+    with instance.sessions() as s:
+        today = date.today()
+        r = reports.generate_report(
+            session=s,
+            actor=cast.admin,
+            data_dir=instance.settings.data_dir,
+            period_kind="month",
+            period_start=today.replace(day=1),
+        )
+        reports.submit_report(session=s, actor=cast.admin, report_id=r.id)
+        report_id, sha = r.id, r.sha256
+    reg = journey(regulator.username, USER_PASSWORD, "regulator")
+    page = reg.page
+    reg.go("/oversight")
+    page.wait_for_selector("script[src='/static/vendor/echarts.min.js']", state="attached")
+    reg.shot("dashboard")
+    reg.go("/reports")
+    page.click(f"a[href='/reports/{report_id}']")
+    page.wait_for_selector("#integrity")
+    assert page.inner_text("#sha256") == sha
+    reg.shot("report")
+    page.fill("#note", "已收到，数据核对无误。")
+    page.click("form.report-acknowledge button[type=submit]")
+    page.wait_for_load_state()
+    assert "已确认" in page.content() or "acknowledged" in page.content()
+    reg.shot("acknowledged")
+
+    with instance.sessions() as s:
+        audit_log.issue_checkpoint(s, instance.audit)
+        s.commit()
+        idx = s.scalar(select(AuditEntry.idx).order_by(AuditEntry.idx.desc()).limit(1)) - 1
+    reg.go("/audit")
+    page.wait_for_selector("#audit-results")
+    reg.go(f"/audit/{idx}")
+    page.wait_for_selector("#proof-status")
+    assert page.inner_text("#proof-status") == "已验证"
+    reg.shot("inclusion-proof")
+    with instance.sessions() as s:
+        assert reports.get_report(session=s, actor=cast.admin, report_id=report_id).status == (
+            "acknowledged"
+        )
