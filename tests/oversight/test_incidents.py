@@ -434,3 +434,34 @@ def test_incident_api_and_portal(
     page = rv.get(f"/incidents/{inc_id}")
     assert page.status_code == 200 and "contain-form" not in page.text
     assert 'href="/incidents"' in rv.get("/").text
+
+
+def test_a_reporter_without_read_access_gets_a_receipt(
+    app, instance: Instance, served: Served, world: World
+) -> None:
+    from tests.conftest import web_login
+
+    steward = world.user(Role.OPERATOR_DATA_STEWARD)
+    web = web_login(app, steward.username, steward.password)
+    assert 'href="/incidents/new"' in web.get("/").text
+    assert web.get("/incidents").status_code == 403
+    r = web.post(
+        "/incidents",
+        data={
+            "title": "样本目录权限异常",
+            "kind": "unauthorized_access",
+            "severity": "high",
+            "description": "发现样本目录可被其他账号列出。",
+            "discovered_at": datetime.now().strftime("%Y-%m-%dT%H:%M"),
+            "samples": "",
+        },
+    )
+    assert r.status_code == 200 and 'id="done"' in r.text
+    with instance.sessions() as s:
+        inc = s.scalar(select(Incident).where(Incident.title == "样本目录权限异常"))
+        assert inc.reported_by == steward.user_id and inc.reported_org_id == steward.org_id
+        # The operator's administrators are told of it in their inbox.
+        told = set(
+            s.scalars(select(Notification.user_id).where(Notification.kind == "incident.reported"))
+        )
+        assert served.cast.admin.user_id in told

@@ -205,7 +205,7 @@ def test_supervision_api_and_page(
     r = api.post(f"/api/v1/oversight/components/{CODE}/suspend", json={"reason": "专项检查"})
     assert r.status_code == 200 and r.json()["from"] == "active"
     listed = api.get("/api/v1/oversight/suspended").json()
-    assert [x["code"] for x in listed["components"]] == [CODE]
+    assert [(x["code"], x["reason"]) for x in listed["components"]] == [(CODE, "专项检查")]
     assert [x["id"] for x in listed["licences"]] == [served.licence_id]
     # The portal page: forms for the three kinds, what stands suspended, reinstatement.
     web = web_login(app, regulator.person.username, regulator.person.password)

@@ -8,6 +8,7 @@ suspended component is not served, a suspended licence is refused with ``licence
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from yuanjian.audit import service as audit
+from yuanjian.audit.models import AuditEntry
 from yuanjian.components.models import Component
 from yuanjian.errors import Conflict, NotFound, ValidationFailed, clean_text
 from yuanjian.identity.access import require
@@ -239,12 +241,36 @@ def suspended(*, session: Session, actor: Actor) -> dict[str, list[dict[str, Any
             {"id": o.id, "name": o.name, "kind": o.kind, "reason": o.status_reason} for o in orgs
         ],
         "components": [
-            {"code": c.code, "name": c.name, "owner_org_id": c.owner_org_id} for c in comps
+            {
+                "code": c.code,
+                "name": c.name,
+                "owner_org_id": c.owner_org_id,
+                "reason": _last_reason(session, "component", c.code),
+            }
+            for c in comps
         ],
         "licences": [
             {"id": lic.id, "org_id": lic.org_id, "reason": lic.status_reason} for lic in lics
         ],
     }
+
+
+def _last_reason(session: Session, object_type: str, object_id: str) -> str | None:
+    """The reason of the latest suspension, as the audit log has it (components keep none)."""
+    entry = session.scalar(
+        select(AuditEntry)
+        .where(
+            AuditEntry.object_type == object_type,
+            AuditEntry.object_id == object_id,
+            AuditEntry.action == "oversight.suspend",
+            AuditEntry.outcome == "allowed",
+        )
+        .order_by(AuditEntry.idx.desc())
+        .limit(1)
+    )
+    if entry is None:
+        return None
+    return (json.loads(entry.payload).get("detail") or {}).get("reason")
 
 
 def licences_on_components(session: Session, codes: set[str]) -> list[Licence]:
