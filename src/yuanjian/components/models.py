@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from yuanjian.db.base import Base
@@ -73,6 +73,36 @@ class SampleIssuance(Base):
     seed: Mapped[int] = mapped_column(Integer)
     download_allowed: Mapped[bool] = mapped_column(default=False)
     fingerprint_path: Mapped[str] = mapped_column(String(500))
+    # The reviewers' approvals this issuance relied on (snapshots: id, reviewer, what, reason).
+    approvals: Mapped[list] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+
+
+class SampleApproval(Base):
+    """A reviewer's approval, for one component spec, of sample field overrides and/or a
+    k-exception (Art. 11).
+
+    Issuance relies on these rows, never on the issuer's word: an override that weakens the
+    protection of sensitive personal information, or a sample below the anonymity standard's
+    k, is issued only when an active approval of the spec's approved revision covers it and
+    its reviewer (never of the spec's organization) is not the issuer.
+    """
+
+    __tablename__ = "sample_approvals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    spec_id: Mapped[int] = mapped_column(ForeignKey("specs.id"), index=True)
+    revision_id: Mapped[int] = mapped_column(ForeignKey("spec_revisions.id"))
+    # "resource.field" -> {"operator": ..., "params": {...}} (parameters with defaults filled)
+    overrides: Mapped[dict] = mapped_column(JSON, default=dict)
+    k_exception: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
+    approved_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    approver_org_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id"))
+    approved_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked_by: Mapped[int | None] = mapped_column(Integer)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoke_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class BuildDefinitionRecord(Base):

@@ -44,6 +44,8 @@ class Resource(Base):
     grade: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Version of the classification_rules standard the fields were last classified under.
+    classified_under: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ResourceVersion(Base):
