@@ -489,11 +489,14 @@ def test_quality_ranges_freshness_and_classification_standards(
     instance: Instance, cast: Cast, approved_spec: int, world
 ) -> None:
     from yuanjian.resources import service as resources
-    from yuanjian.resources.models import ResourceField
+    from yuanjian.resources.models import Resource, ResourceField
+    from yuanjian.web.app import _checkpoint_tick
 
     admin2 = world.user(Role.OPERATOR_ADMIN, username="admin-five")
+    steward_person = world.user(Role.OPERATOR_DATA_STEWARD)
     with instance.sessions() as s:
         second = identity.actor_for(identity.find_user(s, admin2.username))
+        steward = identity.actor_for(identity.find_user(s, steward_person.username))
         sample = samples.issue_sample(
             session=s,
             actor=cast.admin,
@@ -532,7 +535,18 @@ def test_quality_ranges_freshness_and_classification_standards(
         now = builds.replay_checks(session=s, actor=cast.admin, build_id=b.id, current=True)
         assert now["ranges"]["out_of_range"] == {"score_band": ["A", "B"]}
         assert now["freshness"]["ok"] is True
-        # Classification rules as an effective-dated, approved standard replace the working rules.
+        # The classification rules in force are the classification standard in force: an
+        # approved version reclassifies existing fields from its effective date (on the server
+        # tick, or lazily on the next read), and the steward's overrides survive.
+        tax = resources.find_resource(s, "tax")
+        resources.override_field(
+            session=s,
+            actor=steward,
+            resource_id=tax.id,
+            field_name="period",
+            override={"grade": "general"},
+            reason="期间不含个人信息",
+        )
         version, rules = resources.current_rules(s)
         doc = rules.model_dump()
         doc["labels"]["none"] = {"personal": False, "sensitive": False, "grade": "important"}
@@ -545,12 +559,50 @@ def test_quality_ranges_freshness_and_classification_standards(
         )
         standards.decide(session=s, actor=second, standard_id=c.id, approve=True)
         assert resources.current_rules(s)[0] == version  # not in force before its date
-        s.get(type(c), c.id).effective_from = date.today()
+
+        def grade(code: str, name: str) -> str:
+            s.expire_all()
+            return s.scalar(
+                select(ResourceField.grade)
+                .join(Resource, Resource.id == ResourceField.resource_id)
+                .where(Resource.code == code, ResourceField.name == name)
+            )
+
+        assert grade("tax", "vat") == "general"
+        s.get(type(c), c.id).effective_from = date.today()  # the effective date comes
         s.commit()
         in_force_version, in_force = resources.current_rules(s)
         assert in_force_version == c.version
         assert in_force.labels["none"].grade == "important"
-        _ = ResourceField
+        assert grade("tax", "vat") == "general"  # nothing read or ticked yet
+        c_version = c.version
+    _checkpoint_tick(instance)
+    with instance.sessions() as s:
+        assert grade("tax", "vat") == "important" and grade("enterprises", "capital") == "important"
+        assert grade("tax", "period") == "general"  # the steward's override survives
+        assert grade("enterprises", "credit_code") == "general"  # cn_uscc rule unchanged
+        assert s.get(Resource, resources.find_resource(s, "tax").id).grade == "important"
+        event = s.scalars(
+            select(AuditEntry).where(AuditEntry.action == "classification.reclassify")
+        ).one()
+        assert event.object_id == f"classification_rules/{c_version}"
+        assert '"trigger":"tick"' in event.payload.replace(" ", "")
+        # A later version reaching its date applies lazily on the next read of the fields.
+        doc["labels"]["none"]["grade"] = "general"
+        d = standards.propose(
+            session=s,
+            actor=steward,
+            kind="classification_rules",
+            document=doc,
+            effective_from=date.today() + timedelta(days=1),
+        )
+        assert d.version == c_version + 1
+        standards.decide(session=s, actor=second, standard_id=d.id, approve=True)
+        s.get(type(d), d.id).effective_from = date.today()
+        s.commit()
+        assert grade("tax", "vat") == "important"
+        resources.list_resources(session=s, actor=cast.dev)
+        assert grade("tax", "vat") == "general" and grade("tax", "period") == "general"
 
 
 def test_portal_standards_and_licences(app, instance: Instance, cast: Cast, world) -> None:

@@ -246,11 +246,17 @@ def test_social_resource_expiry(instance: Instance, steward, tmp_path: Path) -> 
         _ingest(instance, steward, res.id, path)
 
 
-def test_rules_are_policy_data(instance: Instance, steward, tmp_path: Path) -> None:
+def test_rules_are_policy_data(instance: Instance, world: World, steward, tmp_path: Path) -> None:
+    """The steward's edit proposes a version of the classification standard (one numbering);
+    it applies only once an admin approves it, then every field is reclassified."""
+    from yuanjian.standards import service as standards
+    from yuanjian.standards.models import Standard
+
     res = _register(instance, steward)
     path = tmp_path / "p.csv"
     path.write_text(PEOPLE, encoding="utf-8")
     _ingest(instance, steward, res.id, path)
+    admin = _actor(instance, world.user(Role.OPERATOR_ADMIN).username)
     with instance.sessions() as s:
         version, rules = resources.current_rules(s)
         assert version == 0
@@ -262,10 +268,26 @@ def test_rules_are_policy_data(instance: Instance, steward, tmp_path: Path) -> N
             )
         assert "labels" in info.value.field
         new = resources.update_rules(session=s, actor=steward, document=doc, note="加严")
-        assert new.version == 1
+        assert isinstance(new, Standard) and new.kind == "classification_rules"
+        assert (new.version, new.status, new.effective_from) == (1, "proposed", date.today())
+        # Not in force before an approval: the fields keep their classification.
+        assert resources.current_rules(s)[0] == 0
+        f = s.scalar(select(ResourceField).where(ResourceField.name == "手机"))
+        assert f.grade == "general" and not f.sensitive
+        with pytest.raises(PermissionDenied):
+            standards.decide(session=s, actor=steward, standard_id=new.id, approve=True)
+        standards.decide(session=s, actor=admin, standard_id=new.id, approve=True)
+        assert resources.current_rules(s)[0] == 1
         f = s.scalar(select(ResourceField).where(ResourceField.name == "手机"))
         assert f.grade == "core" and f.sensitive
         assert s.get(type(res), res.id).grade == "core"
+        assert s.get(type(res), res.id).classified_under == 1
+        # The next proposal takes the standard's next number, whoever proposes it.
+        assert resources.update_rules(session=s, actor=steward, document=doc).version == 2
+        event = s.scalars(
+            select(AuditEntry).where(AuditEntry.action == "classification.reclassify")
+        ).one()
+        assert event.object_id == "classification_rules/1"
 
 
 def test_roles_that_must_not_act_are_denied_and_audited(

@@ -62,6 +62,8 @@ def _approved(session: Session, actor: Actor, spec_id: int) -> tuple[Spec, dict[
     doc = reviews.approved_document(session, spec.id)
     if spec.kind != "component" or doc is None:
         raise ValidationFailed("the component spec has no approved revision", field="spec")
+    # Column constraints come from the fields' labels and grades under the rules in force.
+    resources.sync_classification(session)
     return spec, doc
 
 

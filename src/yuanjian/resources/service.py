@@ -30,7 +30,6 @@ from yuanjian.resources import classify
 from yuanjian.resources.ingest import BAD_ROW_POLICIES, ingest_to_object, sample_table
 from yuanjian.resources.models import (
     IngestJob,
-    PolicyDocument,
     Resource,
     ResourceField,
     ResourceVersion,
@@ -137,6 +136,7 @@ def register_resource(
         owner_org_id=actor.org_id,
         bad_row_policy=bad_row_policy,
         max_bad_ratio=max_bad_ratio,
+        classified_under=current_rules(session)[0],
     )
     session.add(res)
     try:
@@ -243,6 +243,7 @@ def require_usable(session: Session, res: Resource, day: date | None = None) -> 
 def list_resources(*, session: Session, actor: Actor, query: str | None = None) -> list[Resource]:
     """Resources (metadata only) visible to every registered organization."""
     require(session, actor, Permission.RESOURCE_READ, action="resource.list")
+    sync_classification(session)
     stmt = select(Resource).order_by(Resource.code)
     if query:
         like = f"%{query.strip()}%"
@@ -288,6 +289,7 @@ class ResourceView:
 def resource_view(*, session: Session, actor: Actor, resource_id: int) -> ResourceView:
     """Metadata, classification, versions and profile; raw values hidden from developers."""
     res = get_resource(session=session, actor=actor, resource_id=resource_id)
+    sync_classification(session)
     fields = list(
         session.scalars(
             select(ResourceField)
@@ -313,68 +315,111 @@ def resource_view(*, session: Session, actor: Actor, resource_id: int) -> Resour
 # ---------------------------------------------------------------- classification policy
 
 
-def current_rules(session: Session) -> tuple[int, classify.ClassificationRules]:
-    """The classification rules in force: an approved, effective standard version if there is
-    one (Art. 6), else the steward's newest working version, else the built-in defaults (0)."""
+def current_rules(
+    session: Session, day: date | None = None
+) -> tuple[int, classify.ClassificationRules]:
+    """The classification rules in force: the ``classification_rules`` standard in force on
+    ``day`` (approved by a second person, effective-dated; 0 = the built-in defaults)."""
     from yuanjian.standards import service as standards
 
-    version, standard = standards.in_force(session, "classification_rules")
-    if version:
-        return version, classify.parse_rules(standard)
-    doc = session.scalar(
-        select(PolicyDocument)
-        .where(PolicyDocument.kind == RULES_KIND)
-        .order_by(PolicyDocument.version.desc())
-        .limit(1)
-    )
-    if doc is None:
-        return 0, classify.parse_rules(classify.DEFAULT_RULES)
-    return doc.version, classify.parse_rules(doc.document)
+    version, document = standards.in_force(session, RULES_KIND, day)
+    return version, classify.parse_rules(document)
 
 
 def update_rules(
-    *, session: Session, actor: Actor, document: dict[str, Any], note: str | None = None
-) -> PolicyDocument:
-    """Store a new version of the classification rules and reclassify every field."""
-    require(
-        session,
-        actor,
-        Permission.CLASSIFICATION_EDIT,
-        action="classification.rules.update",
-        object_type="policy",
-        object_id=RULES_KIND,
-    )
-    rules = classify.parse_rules(document)
-    version = (
-        session.scalar(
-            select(func.max(PolicyDocument.version)).where(PolicyDocument.kind == RULES_KIND)
-        )
-        or 0
-    ) + 1
-    doc = PolicyDocument(
+    *,
+    session: Session,
+    actor: Actor,
+    document: dict[str, Any],
+    note: str | None = None,
+    effective_from: date | None = None,
+) -> Any:
+    """The data steward proposes a new version of the classification rules standard.
+
+    One model (Art. 6): the proposal gets the standard's next version number and applies only
+    once an operator admin approves it, from its effective date (default today); then every
+    resource's fields are reclassified, the steward's field overrides kept.
+    """
+    from yuanjian.standards import service as standards
+
+    return standards.propose(
+        session=session,
+        actor=actor,
         kind=RULES_KIND,
-        version=version,
-        document=rules.model_dump(),
+        document=document,
+        effective_from=effective_from or date.today(),
         note=_text(note, "note", max_len=2000, required=False),
-        created_by=actor.user_id,
     )
-    session.add(doc)
+
+
+def proposed_rules(session: Session) -> list[Any]:
+    """Versions of the classification rules proposed and not yet decided."""
+    from yuanjian.standards.models import Standard
+
+    return list(
+        session.scalars(
+            select(Standard)
+            .where(Standard.kind == RULES_KIND, Standard.status == "proposed")
+            .order_by(Standard.version)
+        )
+    )
+
+
+def _system_actor(session: Session) -> Actor:
+    from yuanjian.identity import service as identity
+    from yuanjian.identity.permissions import OrgKind
+
+    org = identity.operator_org(session)
+    return Actor(
+        None,
+        "system",
+        org.id if org else None,
+        OrgKind.OPERATOR if org else None,
+        via="system",
+    )
+
+
+def sync_classification(
+    session: Session, *, actor: Actor | None = None, trigger: str = "read"
+) -> int:
+    """Reclassify every resource classified under another version than the rules in force.
+
+    Called when a classification standard is approved, on the server tick, and lazily before
+    fields are read, so a version reaching its effective date applies to existing fields (the
+    steward's overrides survive, as on re-ingestion). Returns the number of fields changed.
+    """
+    version, rules = current_rules(session)
+    stale = list(
+        session.scalars(
+            select(Resource).where(Resource.classified_under != version).order_by(Resource.id)
+        )
+    )
+    if not stale:
+        return 0
     changed = 0
-    for res in session.scalars(select(Resource)):
-        changed += _reclassify(session, res, rules)
+    for res in stale:
+        changed += _reclassify(session, res, rules, version)
     audit.record(
         session,
-        actor,
-        "classification.rules.update",
-        object_type="policy",
+        actor or _system_actor(session),
+        "classification.reclassify",
+        object_type="standard",
         object_id=f"{RULES_KIND}/{version}",
-        detail={"version": version, "fields_changed": changed, "note": doc.note},
+        detail={
+            "version": version,
+            "resources": [r.code for r in stale],
+            "fields_changed": changed,
+            "trigger": trigger,
+        },
     )
     session.commit()
-    return doc
+    return changed
 
 
-def _reclassify(session: Session, res: Resource, rules: classify.ClassificationRules) -> int:
+def _reclassify(
+    session: Session, res: Resource, rules: classify.ClassificationRules, version: int
+) -> int:
+    res.classified_under = version
     changed = 0
     grades = []
     for f in session.scalars(select(ResourceField).where(ResourceField.resource_id == res.id)):
@@ -423,8 +468,8 @@ def override_field(
     before = {"label": f.label, "personal": f.personal, "sensitive": f.sensitive, "grade": f.grade}
     f.override = classify.validate_override(override) if override is not None else None
     f.override_reason, f.override_by, f.override_at = reason_text, actor.user_id, utcnow()
-    _, rules = current_rules(session)
-    _reclassify(session, res, rules)
+    version, rules = current_rules(session)
+    _reclassify(session, res, rules, version)
     audit.record(
         session,
         actor,
@@ -626,7 +671,7 @@ def _publish(session: Session, res: Resource, version: ResourceVersion) -> None:
         old.status = "discarded"
     res.current_version_id = version.id
     findings = scan_table(sample_table(Path(version.object_path)))
-    _, rules = current_rules(session)
+    rules_version, rules = current_rules(session)
     existing = {
         f.name: f
         for f in session.scalars(select(ResourceField).where(ResourceField.resource_id == res.id))
@@ -647,7 +692,7 @@ def _publish(session: Session, res: Resource, version: ResourceVersion) -> None:
         c = classify.apply_override(classify.classify(f.name, label, rules), f.override)
         f.label, f.personal, f.sensitive, f.grade = c.label, c.personal, c.sensitive, c.grade
     session.flush()
-    _reclassify(session, res, rules)
+    _reclassify(session, res, rules, rules_version)
 
 
 def confirm_version(*, session: Session, actor: Actor, version_id: int) -> ResourceVersion:

@@ -4,6 +4,7 @@ a past decision can be replayed against the rules of its day."""
 
 from __future__ import annotations
 
+import copy
 import re
 from datetime import date
 from typing import Any
@@ -59,10 +60,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "anonymity_thresholds": {"k": 5, "min_group_size": 5},
     "review_checklist": {"extra_items": []},
-    # An approved version in force replaces the data steward's working rules (Art. 6).
+    # The rules in force (Art. 6): the data steward proposes a version, an admin approves it,
+    # and from its effective date every resource's fields are reclassified under it.
     "classification_rules": {},
 }
 KINDS = tuple(DEFAULTS)
+# Settings a version may add to its kind's defaults (absent: the checks use their own default).
+OPTIONAL: dict[str, set[str]] = {"anonymity_thresholds": {"l"}}  # l-diversity's distinct l
 
 
 def _validate(kind: str, document: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +74,8 @@ def _validate(kind: str, document: dict[str, Any]) -> dict[str, Any]:
         raise ValidationFailed(f"kind must be one of {', '.join(KINDS)}", field="kind")
     if not isinstance(document, dict):
         raise ValidationFailed("the standard must be a JSON object", field="document")
-    unknown = sorted(set(document) - set(DEFAULTS[kind])) if DEFAULTS[kind] else []
+    known = set(DEFAULTS[kind]) | OPTIONAL.get(kind, set())
+    unknown = sorted(set(document) - known) if DEFAULTS[kind] else []
     if unknown:
         raise ValidationFailed(f"{kind}: unknown setting {unknown[0]!r}", field=unknown[0])
     merged = {**DEFAULTS[kind], **document}
@@ -112,8 +117,8 @@ def _validate(kind: str, document: dict[str, Any]) -> dict[str, Any]:
                     f"extra_items[{i}]: {exc.errors()[0]['msg']}", field=f"extra_items[{i}]"
                 ) from None
     if kind == "anonymity_thresholds":
-        for key in ("k", "min_group_size"):
-            if int(merged[key]) < 2:
+        for key in ("k", "min_group_size", "l"):
+            if key in merged and int(merged[key]) < 2:
                 raise ValidationFailed(f"{key} must be at least 2", field=key)
     return merged
 
@@ -128,10 +133,14 @@ def propose(
     note: str | None = None,
 ) -> Standard:
     """Propose a new version of a standard (it applies only once a second person approves)."""
+    permission = Permission.POLICY_EDIT
+    if kind == "classification_rules" and not actor.can(Permission.POLICY_EDIT):
+        # The data steward proposes the classification rules (issue 4); an admin approves.
+        permission = Permission.CLASSIFICATION_EDIT
     require(
         session,
         actor,
-        Permission.POLICY_EDIT,
+        permission,
         action="standard.propose",
         object_type="standard",
         object_id=kind,
@@ -202,6 +211,11 @@ def decide(
         detail={"kind": s.kind, "version": s.version, "reason": reason},
     )
     session.commit()
+    if approve and s.kind == "classification_rules" and s.effective_from <= date.today():
+        # In force at once: existing fields are reclassified now (else on the tick or a read).
+        from yuanjian.resources import service as resources
+
+        resources.sync_classification(session, actor=actor, trigger="approval")
     return s
 
 
@@ -217,13 +231,22 @@ def in_force(session: Session, kind: str, day: date | None = None) -> tuple[int,
         .order_by(Standard.effective_from.desc(), Standard.version.desc())
         .limit(1)
     )
-    return (s.version, s.document) if s else (0, dict(DEFAULTS[kind]))
+    return (s.version, s.document) if s else (0, default_document(kind))
+
+
+def default_document(kind: str) -> dict[str, Any]:
+    """The built-in version 0 of a standard."""
+    if kind == "classification_rules":
+        from yuanjian.resources.classify import DEFAULT_RULES
+
+        return copy.deepcopy(DEFAULT_RULES)
+    return copy.deepcopy(DEFAULTS[kind])
 
 
 def version_document(session: Session, kind: str, version: int) -> dict[str, Any]:
     """The document of a given version (for replaying a past decision)."""
     if version == 0:
-        return dict(DEFAULTS[kind])
+        return default_document(kind)
     s = session.scalar(select(Standard).where(Standard.kind == kind, Standard.version == version))
     if s is None:
         raise NotFound(f"{kind} version {version} not found")

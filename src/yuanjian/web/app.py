@@ -192,6 +192,14 @@ def _checkpoint_tick(inst: Instance) -> None:
             logging.getLogger("yuanjian.builds").exception("scheduled rebuild failed")
     with inst.sessions() as session:
         try:
+            # A classification standard reaching its effective date reclassifies the fields.
+            from yuanjian.resources import service as resources
+
+            resources.sync_classification(session, actor=inst.cli_actor(session), trigger="tick")
+        except Exception:
+            logging.getLogger("yuanjian.resources").exception("reclassification failed")
+    with inst.sessions() as session:
+        try:
             # Art. 26: the audit log goes to the regulator every log_submission_days.
             if logs.due_submission(session, inst.settings):
                 logs.submit_logs(

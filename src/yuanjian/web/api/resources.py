@@ -114,6 +114,9 @@ class OverrideIn(Strict):
 class RulesIn(Strict):
     document: dict[str, Any]
     note: str | None = Field(default=None, max_length=2000)
+    effective_from: date | None = Field(
+        default=None, description="when the proposed version comes into force (default today)"
+    )
 
 
 class JobOut(BaseModel):
@@ -364,8 +367,19 @@ def put_rules(
     actor: Actor = Depends(requires(Permission.CLASSIFICATION_EDIT)),
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
-    """Store a new version of the rules; every field is reclassified."""
+    """Propose a new version of the rules standard; once an operator admin approves it and its
+    effective date comes, every field is reclassified (the steward's overrides kept)."""
     doc = resources.update_rules(
-        session=session, actor=actor, document=body.document, note=body.note
+        session=session,
+        actor=actor,
+        document=body.document,
+        note=body.note,
+        effective_from=body.effective_from,
     )
-    return {"version": doc.version, "document": doc.document}
+    return {
+        "id": doc.id,
+        "version": doc.version,
+        "status": doc.status,
+        "effective_from": doc.effective_from.isoformat(),
+        "document": doc.document,
+    }

@@ -216,10 +216,20 @@ def rules_page(
     actor: Actor = Depends(requires(Permission.RESOURCE_READ)),
     session: Session = Depends(get_session),
 ) -> Response:
-    """The classification and grading rules (editable by the data steward)."""
+    """The classification and grading rules in force, and versions proposed (the data steward
+    proposes; an operator admin approves on the standards page)."""
     version, rules = resources.current_rules(session)
     text = json.dumps(rules.model_dump(), ensure_ascii=False, indent=2)
-    return render(request, "rules.html", {"version": version, "text": text, "errors": []})
+    return render(
+        request,
+        "rules.html",
+        {
+            "version": version,
+            "text": text,
+            "errors": [],
+            "proposed": resources.proposed_rules(session),
+        },
+    )
 
 
 @router.post("/policies/classification", response_class=HTMLResponse)
@@ -227,18 +237,29 @@ def rules_save(
     request: Request,
     document: str = Form(""),
     note: str = Form(""),
+    effective_from: str = Form(""),
     actor: Actor = Depends(requires(Permission.CLASSIFICATION_EDIT)),
     session: Session = Depends(get_session),
 ) -> Response:
-    """Save a new version of the rules."""
+    """Propose a new version of the rules (in force once approved, from its date)."""
+    from datetime import date
+
+    from yuanjian.errors import ValidationFailed
+
     try:
         try:
             parsed = json.loads(document)
         except ValueError as exc:
-            from yuanjian.errors import ValidationFailed
-
             raise ValidationFailed(f"not JSON: {exc}", field="document") from None
-        resources.update_rules(session=session, actor=actor, document=parsed, note=note)
+        try:
+            day = date.fromisoformat(effective_from) if effective_from.strip() else None
+        except ValueError:
+            raise ValidationFailed(
+                "effective_from: give a date (YYYY-MM-DD)", field="effective_from"
+            ) from None
+        resources.update_rules(
+            session=session, actor=actor, document=parsed, note=note, effective_from=day
+        )
     except YuanjianError as exc:
         if isinstance(exc, PermissionDenied):
             raise
@@ -250,6 +271,7 @@ def rules_save(
                 "version": version,
                 "text": document,
                 "errors": [{"field": exc.field or "document", "message": exc.message}],
+                "proposed": resources.proposed_rules(session),
             },
             status=exc.status,
         )
