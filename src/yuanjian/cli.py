@@ -1162,10 +1162,12 @@ def samples_issue(
     days: Annotated[int, typer.Option(help="Validity in days.")] = 30,
     subjects: Annotated[int, typer.Option(help="Subjects to sample.")] = 1000,
     k: Annotated[
-        int | None, typer.Option(help="Minimum k-anonymity (default: the standard in force).")
+        int | None,
+        typer.Option(help="Minimum k-anonymity (default, and at least: the standard in force)."),
     ] = None,
     risk_override: Annotated[
-        str | None, typer.Option(help="Reviewer's reason to issue below k.")
+        str | None,
+        typer.Option(help="Note requesting the reviewer's recorded k-exception (refused without)."),
     ] = None,
     allow_download: Annotated[bool, typer.Option(help="Allow downloads.")] = False,
     as_json: JsonOpt = False,

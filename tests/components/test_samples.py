@@ -223,8 +223,20 @@ def test_k_anonymity_threshold(instance: Instance, cast: Cast, world, tmp_path: 
     with pytest.raises(ValidationFailed, match="anonymous") as info:
         _issue(instance, cast, spec_id)
     assert info.value.field == "legal_reps.k"
-    sample = _issue(instance, cast, spec_id, risk_override_reason="审核员同意：仅供开发调试")
+    # The issuer's own reason is no override: a reviewer's recorded k-exception is.
+    with pytest.raises(PermissionDenied, match="k-exception"):
+        _issue(instance, cast, spec_id, risk_override_reason="审核员同意：仅供开发调试")
+    with instance.sessions() as s:
+        samples.record_approval(
+            session=s,
+            actor=cast.reviewer,
+            spec_id=spec_id,
+            k_exception=True,
+            reason="审核员同意：仅供开发调试",
+        )
+    sample = _issue(instance, cast, spec_id)
     assert sample.risk["tables"]["legal_reps"]["k"] < 5
+    assert sample.risk_override_reason == "审核员同意：仅供开发调试"
     assert not list((instance.settings.data_dir / "samples").glob("pending-*"))
 
 
@@ -292,3 +304,37 @@ def test_desensitization_policy_is_policy_data(
     assert dev.put("/api/v1/policies/desensitization", json=doc).status_code == 403
     sample = _issue(instance, cast, approved_spec)
     assert sample.policy["enterprises"]["credit_code"]["operator"] == "redact"
+
+
+def test_dev_run_on_an_expired_or_revoked_sample_is_refused(
+    instance: Instance, cast: Cast, approved_spec: int
+) -> None:
+    """Art. 14 (period): once a sample expires no dev run, nor its results, may use it."""
+    from tests.components.test_builds import GOOD
+    from yuanjian.components import builds
+    from yuanjian.components.models import DevRun
+
+    sample = _issue(instance, cast, approved_spec)
+    with instance.sessions() as s:
+        builds.save_definition(session=s, actor=cast.dev, spec_id=approved_spec, definition=GOOD)
+        run = builds.dev_run(session=s, actor=cast.dev, spec_id=approved_spec, sample_id=sample.id)
+        assert run.status == "ok", (run.violations, run.message)
+        run_id = run.id
+        samples.expire_now(s, sample.id)
+        with pytest.raises(PermissionDenied, match="expired"):
+            builds.dev_run(session=s, actor=cast.dev, spec_id=approved_spec, sample_id=sample.id)
+        with pytest.raises(PermissionDenied, match="expired"):
+            builds.dev_run_page(session=s, actor=cast.dev, run_id=run_id)
+        assert len(s.scalars(select(DevRun)).all()) == 1  # the refused run left no row
+        denied = s.scalars(
+            select(AuditEntry).where(
+                AuditEntry.action.in_(("sandbox.run", "sandbox.result")),
+                AuditEntry.outcome == "denied",
+            )
+        ).all()
+        assert {e.action for e in denied} == {"sandbox.run", "sandbox.result"}
+    fresh = _issue(instance, cast, approved_spec)
+    with instance.sessions() as s:
+        samples.revoke(session=s, actor=cast.admin, sample_id=fresh.id, reason="安全事件")
+        with pytest.raises(PermissionDenied, match="revoked"):
+            builds.dev_run(session=s, actor=cast.dev, spec_id=approved_spec, sample_id=fresh.id)

@@ -67,6 +67,13 @@ def _approved(session: Session, actor: Actor, spec_id: int) -> tuple[Spec, dict[
     return spec, doc
 
 
+def _min_group_size(session: Session) -> int:
+    """The minimum group size of aggregations: the anonymity standard in force (Art. 6)."""
+    from yuanjian.standards import service as standards
+
+    return int(standards.in_force(session, "anonymity_thresholds")[1]["min_group_size"])
+
+
 CONSTRAINTS_KIND = "build_constraints:spec:"
 
 
@@ -263,7 +270,10 @@ def dev_run(*, session: Session, actor: Actor, spec_id: int, sample_id: int) -> 
     else:
         expected_sql = expected
     report = analyze_sql(
-        d.sql, allowed=allowed, min_group_size=MIN_GROUP, expected_output=expected_sql
+        d.sql,
+        allowed=allowed,
+        min_group_size=_min_group_size(session),
+        expected_output=expected_sql,
     )
     run = DevRun(
         spec_id=spec.id,
@@ -398,7 +408,9 @@ def start_build(
     rules = {k: standards.in_force(session, k) for k in ("quality_rules", "anonymity_thresholds")}
     definition = defs.load_definition(rec.definition)
     checked = analyze_sql(
-        definition.sql, allowed=_allowed(session, doc, spec_id=spec.id), min_group_size=MIN_GROUP
+        definition.sql,
+        allowed=_allowed(session, doc, spec_id=spec.id),
+        min_group_size=int(rules["anonymity_thresholds"][1]["min_group_size"]),
     ).sql
     build = Build(
         spec_id=spec.id,

@@ -33,15 +33,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from yuanjian.audit import service as audit
-from yuanjian.components.models import SampleIssuance
+from yuanjian.components.models import SampleApproval, SampleIssuance
 from yuanjian.db.types import utcnow
-from yuanjian.errors import NotFound, ValidationFailed
-from yuanjian.identity.access import deny, require
+from yuanjian.errors import Conflict, NotFound, ValidationFailed, clean_text
+from yuanjian.identity.access import deny, require, require_separation_of_duties
 from yuanjian.identity.actor import Actor
+from yuanjian.identity.models import User
 from yuanjian.identity.permissions import Permission
 from yuanjian.privacy import risk as reid
-from yuanjian.privacy.operators import PolicyError, apply_policy
-from yuanjian.privacy.policy import DesensitizationPolicy, FieldInfo
+from yuanjian.privacy.operators import PolicyError, apply_policy, normalize_params
+from yuanjian.privacy.policy import ApprovalRequiredError, DesensitizationPolicy, FieldInfo
 from yuanjian.resources import service as resources
 from yuanjian.resources.models import Resource, ResourceField, ResourceVersion
 from yuanjian.reviews import service as reviews
@@ -192,6 +193,250 @@ def update_policy(*, session: Session, actor: Actor, document: dict[str, Any]) -
     return version
 
 
+# ---------------------------------------------------------------- reviewers' approvals
+
+
+def _normalized_call(value: Any, field: str) -> dict[str, Any]:
+    """An operator call with its parameters' defaults filled, for comparing like with like."""
+    if not isinstance(value, dict) or not isinstance(value.get("operator"), str):
+        raise PolicyError(
+            f"field {field!r}: give an operator call {{operator, params}}", field=field
+        )
+    extra = sorted(set(value) - {"operator", "params"})
+    if extra:
+        raise PolicyError(f"field {field!r}: unknown key {extra[0]!r}", field=field)
+    params = normalize_params(value["operator"], value.get("params") or {}, None, field=field)
+    return {"operator": value["operator"], "params": params}
+
+
+def _requested_fields(document: dict[str, Any]) -> set[str]:
+    return {f"{r['code']}.{f['name']}" for r in document["resources"] for f in r["fields"]}
+
+
+def record_approval(
+    *,
+    session: Session,
+    actor: Actor,
+    spec_id: int,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    k_exception: bool = False,
+    reason: str,
+) -> SampleApproval:
+    """A reviewer approves, for a spec's sample, field overrides and/or a k-exception.
+
+    Overrides are ``"resource.field" -> {operator, params}``; the reviewer holds
+    ``spec.review`` and is never of the spec's organization (separation of duties).
+    """
+    require(
+        session,
+        actor,
+        Permission.SPEC_REVIEW,
+        action="sample.approval.record",
+        object_type="spec",
+        object_id=spec_id,
+    )
+    spec = reviews.get_spec(session=session, actor=actor, spec_id=spec_id)
+    require_separation_of_duties(
+        session,
+        actor,
+        spec.owner_org_id,
+        action="sample.approval.record",
+        object_type="spec",
+        object_id=spec_id,
+    )
+    document = reviews.approved_document(session, spec.id) if spec.kind == "component" else None
+    if document is None or spec.approved_revision_id is None:
+        raise ValidationFailed("the component spec has no approved revision", field="spec")
+    reason_text = clean_text(reason, "reason", max_len=2000)
+    requested = _requested_fields(document)
+    calls: dict[str, dict[str, Any]] = {}
+    for key, value in sorted((overrides or {}).items()):
+        if key not in requested:
+            raise ValidationFailed(
+                f"overrides.{key}: not a field the spec's approved revision requests "
+                "(give resource.field)",
+                field=f"overrides.{key}",
+            )
+        try:
+            calls[key] = _normalized_call(value, key)
+        except PolicyError as exc:
+            raise ValidationFailed(f"overrides.{key}: {exc}", field=f"overrides.{key}") from None
+    if not calls and not k_exception:
+        raise ValidationFailed(
+            "approve at least one field override or a k-exception", field="overrides"
+        )
+    approval = SampleApproval(
+        spec_id=spec.id,
+        revision_id=spec.approved_revision_id,
+        overrides=calls,
+        k_exception=bool(k_exception),
+        reason=reason_text,
+        approved_by=actor.user_id,
+        approver_org_id=actor.org_id,
+    )
+    session.add(approval)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "sample.approval.record",
+        object_type="sample_approval",
+        object_id=approval.id,
+        detail={
+            "spec_id": spec.id,
+            "revision_id": spec.approved_revision_id,
+            "overrides": calls,
+            "k_exception": approval.k_exception,
+            "reason": reason_text,
+        },
+    )
+    reviews.notify(
+        session,
+        reviews._operator_admins(session),
+        "sample.approval",
+        f"{spec.code} 的样本例外已由审核人员批准",
+        f"/specs/{spec.id}",
+    )
+    session.commit()
+    return approval
+
+
+def revoke_approval(
+    *, session: Session, actor: Actor, approval_id: int, reason: str
+) -> SampleApproval:
+    """A reviewer withdraws an approval; samples already issued keep their record of it."""
+    require(
+        session,
+        actor,
+        Permission.SPEC_REVIEW,
+        action="sample.approval.revoke",
+        object_type="sample_approval",
+        object_id=approval_id,
+    )
+    approval = session.get(SampleApproval, approval_id)
+    if approval is None:
+        raise NotFound(f"sample approval {approval_id} not found")
+    spec = reviews.get_spec(session=session, actor=actor, spec_id=approval.spec_id)
+    require_separation_of_duties(
+        session,
+        actor,
+        spec.owner_org_id,
+        action="sample.approval.revoke",
+        object_type="sample_approval",
+        object_id=approval_id,
+    )
+    reason_text = clean_text(reason, "reason", max_len=2000)
+    if approval.status != "active":
+        raise Conflict(f"sample approval {approval_id} is {approval.status}", field="status")
+    approval.status = "revoked"
+    approval.revoked_by, approval.revoked_at = actor.user_id, utcnow()
+    approval.revoke_reason = reason_text
+    audit.record(
+        session,
+        actor,
+        "sample.approval.revoke",
+        object_type="sample_approval",
+        object_id=approval.id,
+        detail={"spec_id": approval.spec_id, "reason": reason_text},
+    )
+    session.commit()
+    return approval
+
+
+def list_approvals(*, session: Session, actor: Actor, spec_id: int) -> list[SampleApproval]:
+    """Every approval recorded for a spec's samples (visible wherever the spec is)."""
+    spec = reviews.get_spec(session=session, actor=actor, spec_id=spec_id)
+    return list(
+        session.scalars(
+            select(SampleApproval)
+            .where(SampleApproval.spec_id == spec.id)
+            .order_by(SampleApproval.id.desc())
+        )
+    )
+
+
+def _active_approvals(session: Session, spec: Spec) -> list[SampleApproval]:
+    return list(
+        session.scalars(
+            select(SampleApproval)
+            .where(
+                SampleApproval.spec_id == spec.id,
+                SampleApproval.revision_id == spec.approved_revision_id,
+                SampleApproval.status == "active",
+            )
+            .order_by(SampleApproval.id.desc())
+        )
+    )
+
+
+class _Approvals:
+    """The approvals an issuance may rely on, and which of them it used."""
+
+    def __init__(self, session: Session, spec: Spec, actor: Actor) -> None:
+        self.all = _active_approvals(session, spec)
+        # Separation of duties: the reviewer who approved may not be the one who issues.
+        self.usable = [a for a in self.all if a.approved_by != actor.user_id]
+        self.used: dict[int, dict[str, Any]] = {}
+        self._names = {
+            u.id: u.username
+            for u in session.scalars(
+                select(User).where(User.id.in_({a.approved_by for a in self.all} or {0}))
+            )
+        }
+
+    def for_override(self, key: str, value: Any) -> SampleApproval | None:
+        try:
+            want = _normalized_call(value, key)
+        except PolicyError:
+            return None  # the policy's own validation names the problem
+        return next((a for a in self.usable if a.overrides.get(key) == want), None)
+
+    def only_by_issuer(self, key: str | None) -> bool:
+        mine = [a for a in self.all if a not in self.usable]
+        if key is None:
+            return any(a.k_exception for a in mine)
+        return any(key in a.overrides for a in mine)
+
+    def k_exception(self) -> SampleApproval | None:
+        return next((a for a in self.usable if a.k_exception), None)
+
+    def use(self, approval: SampleApproval, *, field: str | None = None, k: bool = False) -> None:
+        entry = self.used.setdefault(
+            approval.id,
+            {
+                "id": approval.id,
+                "approved_by": approval.approved_by,
+                "reviewer": self._names.get(approval.approved_by),
+                "approved_at": approval.approved_at.isoformat(),
+                "reason": approval.reason,
+                "fields": {},
+                "k_exception": False,
+            },
+        )
+        if field is not None:
+            entry["fields"][field] = approval.overrides[field]
+        if k:
+            entry["k_exception"] = True
+
+
+def _refuse(
+    session: Session, actor: Actor, spec_id: int, message: str, field: str, **detail: Any
+) -> None:
+    """Refuse an issuance that breaks a risk rule, recording the refusal."""
+    session.rollback()
+    audit.record(
+        session,
+        actor,
+        "sample.issue",
+        object_type="spec",
+        object_id=spec_id,
+        outcome="failed",
+        detail={"reason": message, "field": field, **detail},
+    )
+    session.commit()
+    raise ValidationFailed(message, field=field)
+
+
 # ---------------------------------------------------------------- issuance
 
 
@@ -224,7 +469,15 @@ def issue_sample(
     risk_override_reason: str | None = None,
     download_allowed: bool = False,
 ) -> SampleIssuance:
-    """Issue a desensitized sample for the approved revision of a component spec."""
+    """Issue a desensitized sample for the approved revision of a component spec.
+
+    ``overrides`` ("resource.field" -> operator call) is the request of what to use: one that
+    weakens protection of sensitive personal information is used only where a reviewer's
+    stored approval (:func:`record_approval`) names the same call, and a sample below the
+    anonymity standard's k only under a reviewer's stored k-exception. ``approved_overrides``
+    and ``risk_override_reason`` are checked against those approvals, never trusted; the
+    reviewer who approved may not be the issuer. ``k`` may raise the standard's k, not lower it.
+    """
     require(
         session,
         actor,
@@ -255,8 +508,54 @@ def issue_sample(
     policy = current_policy(session)[1]
     from yuanjian.standards import service as standards
 
+    resources.sync_classification(session)  # labels and grades under the rules in force
     anon_version, anon = standards.in_force(session, "anonymity_thresholds")
-    k = int(anon["k"]) if k is None else k
+    k_standard = int(anon["k"])
+    if k is not None and k < k_standard:
+        raise ValidationFailed(
+            f"k={k} is below the anonymity standard in force (version {anon_version}: "
+            f"k={k_standard}); only a reviewer's k-exception may issue below it",
+            field="k",
+        )
+    k = k_standard if k is None else k
+    approvals = _Approvals(session, spec, actor)
+    requested = _requested_fields(document)
+    for name in overrides or {}:
+        if name not in requested:
+            raise ValidationFailed(
+                f"overrides.{name}: not a field the spec requests (give resource.field)",
+                field=f"overrides.{name}",
+            )
+    for name in approved_overrides:
+        if name not in (overrides or {}):
+            raise ValidationFailed(
+                f"approved_overrides: {name} has no override in this request",
+                field="approved_overrides",
+            )
+        if approvals.for_override(name, (overrides or {})[name]) is None:
+            deny(
+                session,
+                actor,
+                "sample.issue",
+                reason=f"{name}: no reviewer's approval of this override is recorded"
+                + (
+                    " (the approving reviewer may not issue)"
+                    if approvals.only_by_issuer(name)
+                    else ""
+                ),
+                object_type="spec",
+                object_id=spec.id,
+            )
+    if risk_override_reason and approvals.k_exception() is None:
+        deny(
+            session,
+            actor,
+            "sample.issue",
+            reason="no reviewer's k-exception is recorded for this spec"
+            + (" (the approving reviewer may not issue)" if approvals.only_by_issuer(None) else ""),
+            object_type="spec",
+            object_id=spec.id,
+        )
     key = secrets.token_bytes(32)
     seed = secrets.randbelow(2**31)
     salt = secrets.token_hex(16)
@@ -329,16 +628,38 @@ def issue_sample(
                 for n, v in (overrides or {}).items()
                 if n.startswith(res.code + ".")
             }
-            approved = [
-                n[len(res.code) + 1 :] for n in approved_overrides if n.startswith(res.code + ".")
-            ]
+            # Approved: the fields whose requested call a reviewer's stored approval names.
+            approved = {
+                n: a
+                for n, v in field_overrides.items()
+                if (a := approvals.for_override(f"{res.code}.{n}", v)) is not None
+            }
             try:
-                calls = policy.resolve(finfo, field_overrides, approved=approved)
+                calls = policy.resolve(finfo, field_overrides, approved=list(approved))
+                weakening = policy.weakening_overrides(finfo, field_overrides)
                 out = apply_policy(table, calls, key=key, seed=seed, subject_column=subject)
+            except ApprovalRequiredError as exc:
+                field = f"{res.code}.{exc.field}"
+                deny(
+                    session,
+                    actor,
+                    "sample.issue",
+                    reason=f"{field}: the override weakens protection of sensitive personal "
+                    "information and no reviewer's approval of it is recorded"
+                    + (
+                        " (the approving reviewer may not issue)"
+                        if approvals.only_by_issuer(field)
+                        else ""
+                    ),
+                    object_type="spec",
+                    object_id=spec.id,
+                )
             except PolicyError as exc:
                 raise ValidationFailed(
                     f"{res.code}.{exc.field}: {exc}", field=f"{res.code}.{exc.field}"
                 ) from None
+            for n in weakening:
+                approvals.use(approved[n], field=f"{res.code}.{n}")
             qis = [
                 n
                 for n in fields
@@ -352,13 +673,24 @@ def issue_sample(
                 "quasi_identifiers": qis,
                 "k": k_found,
             }
-            if k_found is not None and k_found < k and not risk_override_reason:
-                raise ValidationFailed(
-                    f"{res.code}: the sample is {k_found}-anonymous on {', '.join(qis)}, below "
-                    f"the policy's k={k}; generalize further or have a reviewer override with a "
-                    "reason",
-                    field=f"{res.code}.k",
-                )
+            if k_found is not None and k_found < k:
+                exception = approvals.k_exception()
+                if exception is None:
+                    _refuse(
+                        session,
+                        actor,
+                        spec.id,
+                        f"{res.code}: the sample is {k_found}-anonymous on {', '.join(qis)}, "
+                        f"below the anonymity standard's k={k} (version {anon_version}); "
+                        "generalize further or have a reviewer record a k-exception for this "
+                        "spec",
+                        f"{res.code}.k",
+                        k=k_found,
+                        k_required=k,
+                    )
+                else:
+                    approvals.use(exception, k=True)
+                    risk["tables"][res.code]["k_exception"] = exception.id
             path = out_dir / f"{res.code}.parquet"
             pq.write_table(out, path)
             tables[res.code] = {
@@ -380,6 +712,8 @@ def issue_sample(
     finally:
         con.close()
     fp = table_fingerprint(issued)
+    used = list(approvals.used.values())
+    k_reasons = [u["reason"] for u in used if u["k_exception"]]
     sample = SampleIssuance(
         spec_id=spec.id,
         revision_id=spec.approved_revision_id,
@@ -390,11 +724,13 @@ def issue_sample(
         tables=tables,
         policy=calls_by_table,
         risk=risk,
-        risk_override_reason=risk_override_reason,
+        # The reviewer's reason for the k-exception this issuance relied on, if any.
+        risk_override_reason=k_reasons[0] if k_reasons else None,
         key_sha256=hashlib.sha256(key).hexdigest(),
         seed=seed,
         download_allowed=download_allowed,
         fingerprint_path="",
+        approvals=used,
     )
     session.add(sample)
     session.flush()
@@ -416,7 +752,12 @@ def issue_sample(
             "tables": {c: t["rows"] for c, t in tables.items()},
             "expires_at": sample.expires_at,
             "k": risk,
-            "risk_override_reason": risk_override_reason,
+            "risk_override_reason": sample.risk_override_reason,
+            "issuer_note": risk_override_reason,
+            "approvals": [
+                {"id": u["id"], "fields": sorted(u["fields"]), "k_exception": u["k_exception"]}
+                for u in used
+            ],
         },
     )
     reviews.notify(

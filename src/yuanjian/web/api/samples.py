@@ -24,11 +24,53 @@ router = APIRouter(prefix="/api/v1", tags=["samples"])
 class IssueIn(Strict):
     days: int = Field(default=30, ge=1, le=samples.MAX_DAYS)
     subjects: int = Field(default=samples.DEFAULT_SUBJECTS, ge=10, le=1_000_000)
-    k: int | None = Field(default=None, ge=2, le=1000)
-    overrides: dict[str, dict[str, Any]] | None = None
-    approved_overrides: list[str] = Field(default_factory=list)
-    risk_override_reason: str | None = Field(default=None, max_length=2000)
+    k: int | None = Field(
+        default=None, ge=2, le=1000, description="raise the anonymity standard's k (not lower)"
+    )
+    overrides: dict[str, dict[str, Any]] | None = Field(
+        default=None,
+        description="resource.field -> {operator, params}; a weakening override of sensitive "
+        "personal information needs a reviewer's recorded approval of the same call",
+    )
+    approved_overrides: list[str] = Field(
+        default_factory=list, description="fields claimed approved; checked, never trusted"
+    )
+    risk_override_reason: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="note requesting the reviewer's recorded k-exception; refused without one",
+    )
     download_allowed: bool = False
+
+
+class ApprovalIn(Strict):
+    overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="resource.field -> {operator, params}"
+    )
+    k_exception: bool = False
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class RevokeIn(Strict):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ApprovalOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    spec_id: int
+    revision_id: int
+    overrides: dict[str, Any]
+    k_exception: bool
+    reason: str
+    status: str
+    approved_by: int
+    approver_org_id: int | None
+    approved_at: datetime
+    revoked_by: int | None
+    revoked_at: datetime | None
+    revoke_reason: str | None
 
 
 class SampleOut(BaseModel):
@@ -44,6 +86,8 @@ class SampleOut(BaseModel):
     tables: dict[str, Any]
     policy: dict[str, Any]
     risk: dict[str, Any]
+    risk_override_reason: str | None
+    approvals: list[dict[str, Any]]
     download_allowed: bool
 
 
@@ -66,6 +110,50 @@ def issue(
         **body.model_dump(),
     )
     return SampleOut.model_validate(s)
+
+
+@router.get("/specs/{spec_id}/sample-approvals", response_model=list[ApprovalOut])
+def list_approvals(
+    spec_id: int,
+    actor: Actor = Depends(requires(Permission.SPEC_READ_OWN)),
+    session: Session = Depends(get_session),
+) -> list[ApprovalOut]:
+    """Reviewers' approvals of sample overrides and k-exceptions for a spec."""
+    return [
+        ApprovalOut.model_validate(a)
+        for a in samples.list_approvals(session=session, actor=actor, spec_id=spec_id)
+    ]
+
+
+@router.post(
+    "/specs/{spec_id}/sample-approvals",
+    response_model=ApprovalOut,
+    status_code=status.HTTP_201_CREATED,
+)
+def record_approval(
+    spec_id: int,
+    body: ApprovalIn,
+    actor: Actor = Depends(requires(Permission.SPEC_REVIEW)),
+    session: Session = Depends(get_session),
+) -> ApprovalOut:
+    """A reviewer (not of the spec's organization) approves field overrides and/or a
+    k-exception for the spec's samples."""
+    a = samples.record_approval(session=session, actor=actor, spec_id=spec_id, **body.model_dump())
+    return ApprovalOut.model_validate(a)
+
+
+@router.post("/sample-approvals/{approval_id}/revoke", response_model=ApprovalOut)
+def revoke_approval(
+    approval_id: int,
+    body: RevokeIn,
+    actor: Actor = Depends(requires(Permission.SPEC_REVIEW)),
+    session: Session = Depends(get_session),
+) -> ApprovalOut:
+    """Withdraw an approval (samples already issued keep their record of it)."""
+    a = samples.revoke_approval(
+        session=session, actor=actor, approval_id=approval_id, reason=body.reason
+    )
+    return ApprovalOut.model_validate(a)
 
 
 @router.get("/samples", response_model=list[SampleOut])

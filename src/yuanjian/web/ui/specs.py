@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from yuanjian.components import samples
 from yuanjian.errors import PermissionDenied, YuanjianError
 from yuanjian.identity.actor import Actor
 from yuanjian.identity.models import User
@@ -217,6 +218,9 @@ def _spec_page(
         )
         if current
         else [],
+        "sample_approvals": samples.list_approvals(session=session, actor=actor, spec_id=spec.id)
+        if spec.kind == "component"
+        else [],
     }
     ctx.update(extra)
     return render(request, "spec.html", ctx, status=extra.get("status", 200))
@@ -307,6 +311,49 @@ def spec_do(
             errors=[{"field": exc.field or op, "message": exc.message}],
         )
     return RedirectResponse(f"/specs/{spec_id}", status_code=303)
+
+
+@router.post("/specs/{spec_id}/sample-approvals", response_class=HTMLResponse)
+def sample_approval(
+    request: Request,
+    spec_id: int,
+    overrides: str = Form(""),
+    k_exception: str = Form(""),
+    reason: str = Form(""),
+    actor: Actor = Depends(requires(Permission.SPEC_REVIEW)),
+    session: Session = Depends(get_session),
+) -> Response:
+    """A reviewer approves sample overrides (JSON: resource.field -> call) or a k-exception."""
+    from yuanjian.errors import ValidationFailed
+
+    try:
+        try:
+            parsed = json.loads(overrides) if overrides.strip() else {}
+        except ValueError as exc:
+            raise ValidationFailed(f"overrides: not JSON ({exc})", field="overrides") from None
+        if not isinstance(parsed, dict):
+            raise ValidationFailed("overrides: a JSON object is required", field="overrides")
+        samples.record_approval(
+            session=session,
+            actor=actor,
+            spec_id=spec_id,
+            overrides=parsed,
+            k_exception=k_exception == "yes",
+            reason=reason,
+        )
+    except YuanjianError as exc:
+        if isinstance(exc, PermissionDenied) or exc.status == 404:
+            raise
+        session.rollback()
+        return _spec_page(
+            request,
+            session,
+            actor,
+            spec_id,
+            status=exc.status,
+            errors=[{"field": exc.field or "overrides", "message": exc.message}],
+        )
+    return RedirectResponse(f"/specs/{spec_id}#sample-approvals", status_code=303)
 
 
 @router.post("/spec-revisions/{revision_id}/checklist", response_class=HTMLResponse)
