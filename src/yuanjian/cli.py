@@ -45,10 +45,6 @@ licences_app = typer.Typer(
     help="Licences of products: list, show, suspend, reinstate, revoke.", no_args_is_help=True
 )
 serving_app = typer.Typer(help="The component serving API.", no_args_is_help=True)
-licences_app = typer.Typer(
-    help="Licences of products: list, show, suspend, reinstate, revoke.", no_args_is_help=True
-)
-serving_app = typer.Typer(help="The component serving API.", no_args_is_help=True)
 resources_app = typer.Typer(
     help="Data resources: registry, ingestion, classification.", no_args_is_help=True
 )
@@ -208,6 +204,9 @@ def serve(
     except RuntimeError as exc:
         fail(str(exc))
     console.print(f"Serving on http://{host or settings.host}:{port or settings.port}")
+    from yuanjian.web.server import fix_tcp_nodelay
+
+    fix_tcp_nodelay()
     if workers > 1:
         # Workers re-read the settings from the environment, so pass the overrides on.
         import os

@@ -9,6 +9,7 @@ is answered only once its audit event is durable.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import threading
@@ -30,7 +31,7 @@ from yuanjian.products import store as stores
 from yuanjian.products.models import ClientCredential, Licence
 
 MAX_BATCH_KEYS = 1000
-_DIGITS = re.compile(r"(\d{3,})\D*$")
+_RDIGITS = re.compile(r"\D*(\d{3,})")
 
 
 class ServingDenied(Exception):
@@ -164,6 +165,8 @@ class ServingRuntime:
         self._versions: dict[str, tuple[float, ServedVersion | None, str | None]] = {}
         self._stores: dict[str, stores.Store] = {}
         self._last_key: dict[tuple[int, int], int] = {}
+        self._tokens: dict[str, credentials.TokenClaims] = {}
+        self._hasher: stores.SubjectHasher | None = None
         self._lock = threading.Lock()
 
     @property
@@ -191,6 +194,20 @@ class ServingRuntime:
             state = self._load_client(s, credential_id)
         self._clients[credential_id] = (now, state)
         return state
+
+    async def client_async(self, credential_id: int) -> ClientState | None:
+        """``client`` without blocking the event loop when the cache must be re-read."""
+        hit = self._clients.get(credential_id)
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return hit[1]
+        return await asyncio.to_thread(self.client, credential_id)
+
+    async def served_async(self, code: str) -> tuple[ServedVersion | None, str | None]:
+        """``_served`` without blocking the event loop when the cache must be re-read."""
+        hit = self._versions.get(code)
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return hit[1], hit[2]
+        return await asyncio.to_thread(self._served, code)
 
     def _load_client(self, s: Session, credential_id: int) -> ClientState | None:
         cred = s.get(ClientCredential, credential_id)
@@ -268,17 +285,29 @@ class ServingRuntime:
 
     # ------------------------------------------------------------ authorization
 
-    def authenticate(
+    def _claims(self, token: str) -> credentials.TokenClaims | None:
+        """Verified claims of a token, remembered until it expires (tokens are reused)."""
+        hit = self._tokens.get(token)
+        if hit is not None:
+            return hit if hit.expires >= time.time() else None
+        claims = credentials.verify_token(self.token_key, token)
+        if claims is not None:
+            if len(self._tokens) > 10_000:
+                self._tokens.clear()
+            self._tokens[token] = claims
+        return claims
+
+    async def authenticate(
         self, authorization: str | None, *, request_id: str | None, ip: str | None
     ) -> tuple[ClientState, Actor]:
         """The client of a bearer token (raises ServingDenied with the actor it found)."""
         token = ""
         if authorization and authorization[:7].lower() == "bearer ":
             token = authorization[7:].strip()
-        claims = credentials.verify_token(self.token_key, token) if token else None
+        claims = self._claims(token) if token else None
         if claims is None:
             raise denied("invalid_token", "a valid serving bearer token is required")
-        state = self.client(claims.credential_id)
+        state = await self.client_async(claims.credential_id)
         if state is None:
             raise denied("invalid_token", "a valid serving bearer token is required")
         if state.status != "active":
@@ -296,7 +325,7 @@ class ServingRuntime:
         )
         return state, actor
 
-    def authorize(
+    async def authorize(
         self,
         state: ClientState,
         actor: Actor,
@@ -344,7 +373,7 @@ class ServingRuntime:
         extra = [f for f in chosen if f not in scope]
         if extra:
             raise denied("out_of_scope", f"fields {', '.join(extra)} are not licensed")
-        served, comp_status = self._served(component)
+        served, comp_status = await self.served_async(component)
         if comp_status is not None and comp_status != "active":
             raise denied("component_suspended", f"component {component!r} is {comp_status}")
         if served is None:
@@ -362,6 +391,9 @@ class ServingRuntime:
     def hash_keys(self, keys: list[Any], key_type: str) -> list[bytes]:
         """Keyed hashes of raw keys, or the given hashes checked (bad ones raise)."""
         out = []
+        if self._hasher is None:
+            self._hasher = stores.SubjectHasher(self.serving_key)
+        hasher = self._hasher
         for i, k in enumerate(keys):
             if not isinstance(k, str | int) or isinstance(k, bool) or str(k).strip() == "":
                 raise denied("bad_request", f"keys[{i}]: a key must be a non-empty string")
@@ -371,7 +403,7 @@ class ServingRuntime:
                     raise denied("bad_request", f"keys[{i}]: not a 32-hex-digit subject hash")
                 out.append(h)
             else:
-                out.append(stores.subject_hash(self.serving_key, str(k)))
+                out.append(hasher(str(k)))
         return out
 
     def sequential(self, licence_id: int, keys: list[Any], key_type: str) -> int:
@@ -385,9 +417,12 @@ class ServingRuntime:
             nums = []
             for k in keys:
                 text = str(k)
-                m = _DIGITS.search(text[: len(text) - cut])
+                if len(text) <= cut:
+                    continue
+                # Matching the reversed text finds the last digit run without a scan per start.
+                m = _RDIGITS.match(text[len(text) - 1 - cut :: -1] if cut else text[::-1])
                 if m:
-                    nums.append(int(m.group(1)[-12:]))
+                    nums.append(int(m.group(1)[::-1][-12:]))
             if not nums:
                 continue
             slot = (licence_id, cut)

@@ -39,6 +39,7 @@ from yuanjian.web.api import specs as specs_api
 from yuanjian.web.deps import iter_api_routes, public, route_access
 from yuanjian.web.ui import audit as audit_ui
 from yuanjian.web.ui import catalog as catalog_ui
+from yuanjian.web.ui import development as development_ui
 from yuanjian.web.ui import evidence as evidence_ui
 from yuanjian.web.ui import licences as licences_ui
 from yuanjian.web.ui import log_submissions as log_submissions_ui
@@ -261,6 +262,8 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     # Ingestion runs off the request thread, one at a time per server process.
     app.state.ingest_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest")
     errors.install(app)
+    # The serving API is the hot path: its routes are matched first.
+    app.include_router(serving_api.router)
     app.include_router(identity_api.router)
     app.include_router(resources_api.router)
     app.include_router(resources_ui.router)
@@ -270,9 +273,9 @@ def create_app(settings: Settings, *, instance: Instance | None = None) -> FastA
     app.include_router(samples_ui.router)
     app.include_router(builds_api.router)
     app.include_router(catalog_ui.router)
+    app.include_router(development_ui.router)
     app.include_router(programme_api.router)
     app.include_router(licences_api.router)
-    app.include_router(serving_api.router)
     app.include_router(programme_ui.router)
     app.include_router(licences_ui.router)
     app.include_router(oversight_security_api.router)

@@ -229,9 +229,11 @@ async def lookup_one(request: Request, code: str, key: str) -> Response:
     actor = Actor.anonymous(request_id=rid, ip=ip)
     auth = None
     try:
-        client, actor = rt.authenticate(request.headers.get("authorization"), request_id=rid, ip=ip)
+        client, actor = await rt.authenticate(
+            request.headers.get("authorization"), request_id=rid, ip=ip
+        )
         fields = request.query_params.get("fields")
-        auth = rt.authorize(
+        auth = await rt.authorize(
             client,
             actor,
             component=code,
@@ -325,7 +327,9 @@ async def lookup_batch(request: Request, code: str) -> Response:
     purpose = request.headers.get("x-purpose")
     n_keys = 0
     try:
-        client, actor = rt.authenticate(request.headers.get("authorization"), request_id=rid, ip=ip)
+        client, actor = await rt.authenticate(
+            request.headers.get("authorization"), request_id=rid, ip=ip
+        )
         try:
             raw = json.loads(await request.body() or b"null")
         except ValueError as exc:
@@ -347,7 +351,9 @@ async def lookup_batch(request: Request, code: str) -> Response:
             not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)
         ):
             raise denied("bad_request", "fields: a list of field names")
-        auth = rt.authorize(client, actor, component=code, purpose=purpose, fields=fields, ip=ip)
+        auth = await rt.authorize(
+            client, actor, component=code, purpose=purpose, fields=fields, ip=ip
+        )
         khashes = rt.hash_keys(keys, key_type)
         found = lookup_records(auth, khashes)
     except ServingDenied as exc:
@@ -428,7 +434,9 @@ async def request_delivery(request: Request) -> Response:
     purpose = request.headers.get("x-purpose")
     component = None
     try:
-        client, actor = rt.authenticate(request.headers.get("authorization"), request_id=rid, ip=ip)
+        client, actor = await rt.authenticate(
+            request.headers.get("authorization"), request_id=rid, ip=ip
+        )
         try:
             body = DeliveryIn.model_validate_json(await request.body() or b"{}")
         except ValidationError as exc:
@@ -439,7 +447,7 @@ async def request_delivery(request: Request) -> Response:
             raise denied("bad_request", f"body: malformed JSON ({exc})") from None
         purpose = purpose or body.purpose
         component = body.component
-        auth = rt.authorize(
+        auth = await rt.authorize(
             client,
             actor,
             component=body.component,
@@ -472,19 +480,21 @@ async def request_delivery(request: Request) -> Response:
     return _json(delivery.delivery_dict(d), 202)
 
 
-@router.get("/serve/v1/deliveries/{delivery_id}", name="serving.delivery_status")
-@_licensed
-async def delivery_status(request: Request, delivery_id: int) -> Response:
-    """The state of a delivery (queued, running, ready, failed, downloaded, expired)."""
+async def _for_delivery(
+    request: Request, delivery_id: int, action: str, work: Any
+) -> tuple[Any, Response | None]:
+    """Authenticate, run ``work(runtime, client, actor)`` in a thread; refusals are audited."""
     rt = runtime(request)
     rid, ip = request.state.request_id, client_ip(request)
     actor = Actor.anonymous(request_id=rid, ip=ip)
     client = None
     try:
-        client, actor = rt.authenticate(request.headers.get("authorization"), request_id=rid, ip=ip)
-        d = await asyncio.to_thread(delivery.get_for_client, rt, client, delivery_id)
+        client, actor = await rt.authenticate(
+            request.headers.get("authorization"), request_id=rid, ip=ip
+        )
+        return await asyncio.to_thread(work, rt, client, actor), None
     except ServingDenied as exc:
-        return await _refuse(
+        refused = await _refuse(
             request,
             rt,
             exc,
@@ -494,35 +504,37 @@ async def delivery_status(request: Request, delivery_id: int) -> Response:
             component=None,
             purpose=None,
             mode="delivery",
-            action="delivery.status",
+            action=action,
         )
-    return _json(delivery.delivery_dict(d))
+        return None, refused
+
+
+@router.get("/serve/v1/deliveries/{delivery_id}", name="serving.delivery_status")
+@_licensed
+async def delivery_status(request: Request, delivery_id: int) -> Response:
+    """The state of a delivery (queued, running, ready, failed, downloaded, expired)."""
+    d, refused = await _for_delivery(
+        request,
+        delivery_id,
+        "delivery.status",
+        lambda rt, client, _actor: delivery.get_for_client(rt, client, delivery_id),
+    )
+    return refused or _json(delivery.delivery_dict(d))
 
 
 @router.get("/serve/v1/deliveries/{delivery_id}/file", name="serving.delivery_file")
 @_licensed
 async def delivery_file(request: Request, delivery_id: int) -> Response:
     """Download a ready delivery, once, within its window."""
-    rt = runtime(request)
-    rid, ip = request.state.request_id, client_ip(request)
-    actor = Actor.anonymous(request_id=rid, ip=ip)
-    client = None
-    try:
-        client, actor = rt.authenticate(request.headers.get("authorization"), request_id=rid, ip=ip)
-        path, d = await asyncio.to_thread(delivery.claim_download, rt, client, actor, delivery_id)
-    except ServingDenied as exc:
-        return await _refuse(
-            request,
-            rt,
-            exc,
-            actor,
-            client=client,
-            detail={"delivery_id": delivery_id},
-            component=None,
-            purpose=None,
-            mode="delivery",
-            action="delivery.download",
-        )
+    claimed, refused = await _for_delivery(
+        request,
+        delivery_id,
+        "delivery.download",
+        lambda rt, client, actor: delivery.claim_download(rt, client, actor, delivery_id),
+    )
+    if refused is not None:
+        return refused
+    path, d = claimed
     media = "text/csv" if d.format == "csv" else "application/vnd.apache.parquet"
     return FileResponse(
         path,
