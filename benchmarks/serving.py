@@ -1,6 +1,6 @@
 """Component serving API under load: key lookups against a bare FastAPI endpoint, side by side.
 
-    python benchmarks/serving.py [--quick] [--tcp-nodelay] [--workers N] [--duration S]
+    python benchmarks/serving.py [--quick] [--plain-uvicorn] [--workers N] [--duration S]
 
 What runs (issue 8):
 
@@ -25,11 +25,12 @@ What runs (issue 8):
   the calls written (responses the load generator counted, plus those in flight when it
   stopped: the server still answers, and so audits, them).
 
-``--tcp-nodelay`` starts both servers through Uvicorn with the fix of Kludex/uvicorn#3149:
-with ``--workers N`` Uvicorn 0.54 binds its socket with ``proto`` 0, asyncio then never sets
-TCP_NODELAY on accepted connections, and every keep-alive response waits ~40 ms for the
-client's delayed ACK. The script measures one sequential keep-alive request on each server
-(``keepalive_sequential_ms``) and warns when that is the case.
+Both servers start through ``python -m yuanjian.web.server`` (uvicorn's command line with the
+fix ``yuanjian serve`` applies): with ``--workers N`` Uvicorn 0.54 binds its socket with
+``proto`` 0, asyncio then never sets TCP_NODELAY on accepted connections, and every keep-alive
+response waits ~40 ms for the client's delayed ACK (Kludex/uvicorn#3149). ``--plain-uvicorn``
+starts both with plain uvicorn to show that; the script measures one sequential keep-alive
+request on each server (``keepalive_sequential_ms``) and warns when it is slow.
 
 Set-up, honestly: organizations, people, the two small registry resources (60 enterprises),
 the component spec, its review, production build and publication, the product spec, its
@@ -545,37 +546,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def uvicorn_nodelay(argv: list[str]) -> None:
-    """Run Uvicorn's command line with its listening socket created as IPPROTO_TCP.
-
-    Uvicorn 0.54 binds the shared socket of ``--workers N`` with ``proto`` 0; accepted sockets
-    inherit it and asyncio then skips TCP_NODELAY, so every keep-alive response that Uvicorn
-    writes in two sends (head, body) waits for the client's delayed ACK, about 40 ms on Linux
-    (Kludex/uvicorn#3149; the fix, #3155, passes the protocol). This applies that fix.
-    """
-    import uvicorn
-    import uvicorn.config
-
-    plain = uvicorn.config.Config.bind_socket
-
-    def bind_socket(self: Any) -> socket.socket:
-        sock = plain(self)
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.proto == 0:
-            sock = socket.socket(sock.family, sock.type, socket.IPPROTO_TCP, fileno=sock.detach())
-        return sock
-
-    uvicorn.config.Config.bind_socket = bind_socket  # type: ignore[method-assign]
-    sys.argv = ["uvicorn", *argv]
-    uvicorn.main()
-
-
 def start_server(
     app: str, port: int, workers: int, env: dict[str, str], log: Path, *, nodelay: bool = False
 ):
     """The production command line (docs/operations.md) for ``app``; the same for both apps."""
-    launcher = (
-        [str(Path(__file__).resolve()), "--uvicorn-nodelay"] if nodelay else ["-m", "uvicorn"]
-    )
+    # yuanjian.web.server is uvicorn's command line with the fix `yuanjian serve` applies.
+    launcher = ["-m", "yuanjian.web.server"] if nodelay else ["-m", "uvicorn"]
     cmd = [
         sys.executable,
         *launcher,
@@ -912,9 +888,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternating bare/Yuanjian rounds")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="Uvicorn workers")
     ap.add_argument(
-        "--tcp-nodelay",
+        "--plain-uvicorn",
         action="store_true",
-        help="start both servers with Uvicorn's TCP_NODELAY fix for --workers N (uvicorn#3149)",
+        help="start both servers with plain uvicorn (no TCP_NODELAY fix, uvicorn#3149)",
     )
     ap.add_argument("--keep", action="store_true", help="keep the database and temp dir")
     ap.add_argument("--load-client", help=argparse.SUPPRESS)
@@ -974,7 +950,7 @@ def main() -> None:
             args.workers,
             env,
             tmp / "b.log",
-            nodelay=args.tcp_nodelay,
+            nodelay=not args.plain_uvicorn,
         )
         servers.append(bare_proc)
         base = f"http://127.0.0.1:{free_port()}"
@@ -984,7 +960,7 @@ def main() -> None:
             args.workers,
             env,
             tmp / "y.log",
-            nodelay=args.tcp_nodelay,
+            nodelay=not args.plain_uvicorn,
         )
         servers.append(proc)
         wait_ready(bare_proc, f"{bare_base}/bare/x", args.workers, tmp / "b.log")
@@ -1010,7 +986,7 @@ def main() -> None:
         if ka_bare > 30:
             note(
                 f"keep-alive requests take {ka_bare:.0f} ms on the bare server: TCP_NODELAY is "
-                "off (uvicorn --workers N, Kludex/uvicorn#3149); see --tcp-nodelay"
+                "off (plain uvicorn --workers N, Kludex/uvicorn#3149)"
             )
 
         def bare_run(secs: float) -> dict[str, Any]:
@@ -1067,7 +1043,7 @@ def main() -> None:
             "rounds": args.rounds,
             "load": generator,
             "load_avg_1m": [round(x, 2) for x in loads],
-            "tcp_nodelay_fix": args.tcp_nodelay,
+            "tcp_nodelay_fix": not args.plain_uvicorn,
         }
         emit(
             "lookup_rps",
@@ -1150,7 +1126,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--uvicorn-nodelay"]:
-        uvicorn_nodelay(sys.argv[2:])
-    else:
-        main()
+    main()

@@ -168,21 +168,41 @@ class CallRecorder:
 
 
 def _usage_rows(session: Session, licence_ids: set[int], day: date) -> dict[int, LicenceUsage]:
-    """The day's usage rows of the licences, created if missing, locked for this transaction."""
+    """The day's usage rows of the licences, created if missing, locked for this transaction.
+
+    One upsert that returns the rows: on PostgreSQL ``ON CONFLICT DO UPDATE`` locks the row as
+    ``SELECT ... FOR UPDATE`` would, in one round trip instead of two (each round trip is also a
+    GIL hand-over for the recorder thread).
+    """
     if not licence_ids:
         return {}
-    ins = text(
-        "INSERT INTO licence_usage (licence_id, day, calls, denied, keys, found, subjects, "
-        "sequential, delivered_records, denials, bucket_tokens, bucket_at) "
-        "VALUES (:l, :d, 0, 0, 0, 0, 0, 0, 0, '{}', -1, 0) ON CONFLICT DO NOTHING"
-    )
-    session.execute(ins, [{"l": lid, "d": day} for lid in sorted(licence_ids)])
-    rows = session.scalars(
-        select(LicenceUsage)
-        .where(LicenceUsage.licence_id.in_(sorted(licence_ids)), LicenceUsage.day == day)
-        .order_by(LicenceUsage.licence_id)
-        .with_for_update()
-    )
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as upsert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as upsert
+    values = [
+        {
+            "licence_id": lid,
+            "day": day,
+            "calls": 0,
+            "denied": 0,
+            "keys": 0,
+            "found": 0,
+            "subjects": 0,
+            "sequential": 0,
+            "delivered_records": 0,
+            "denials": {},
+            "bucket_tokens": -1.0,
+            "bucket_at": 0.0,
+        }
+        for lid in sorted(licence_ids)
+    ]
+    stmt = upsert(LicenceUsage).values(values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["licence_id", "day"], set_={"licence_id": stmt.excluded.licence_id}
+    ).returning(LicenceUsage)
+    rows = session.scalars(stmt, execution_options={"populate_existing": True}).all()
     return {r.licence_id: r for r in rows}
 
 
