@@ -5,10 +5,49 @@ The developer's definition is checked statically (SQLGlot policy with column con
 each field's classification and grade), run on their own sample in the locked DuckDB worker,
 and bound by its content hash: the operator's production build runs only a definition whose
 hash has a successful dev run. The developer never sees full-data rows, only the checks.
+
+Rules the compliance checks apply (Art. 15), recorded per build in ``Build.checks``:
+
+- ``schema``: the output columns equal the spec's outputs by name *and* type (spec ``integer``
+  accepts any integer, ``number`` any integer, float or decimal, ``string`` strings, ...).
+- ``direct_identifiers``: the detectors find no direct identifier (resident ID, mobile, bank
+  card, passport, e-mail, landline, name) in clear in *any* output column, the output key
+  included. A person component's subject key must therefore leave the build pseudonymous
+  (e.g. ``sha256(resident_id)`` or another keyed/hashed pseudonym the reviewer allowed): the
+  output Parquet, batch deliveries and the serving store's value columns carry the output key
+  as a value, and the serving store only *indexes* it by HMAC, so the HMAC does not protect it.
+  Enterprise keys (unified social credit codes) are public registry numbers, not direct
+  identifiers of persons, and pass.
+- ``k_anonymity`` (dataset components): the smallest class over the quasi-identifiers (every
+  output column but the key and the sensitive columns) has at least the standard's ``k``.
+- ``l_diversity`` (dataset components with a sensitive output): a sensitive output is one fed
+  by a field flagged sensitive personal information (``ResourceField.sensitive``); every class
+  holds at least ``l`` distinct values of it (``l`` from the ``anonymity_thresholds`` standard
+  when it sets one, else :data:`DEFAULT_L`).
+- ``group_size`` (feature components whose rows are subjects): every value released from an
+  ``aggregate_only`` field (by the build's lineage) is shared by at least the standard's
+  ``min_group_size`` subjects, so an "aggregate" cannot be one subject's own figure. Group-level
+  outputs (one row per group) are covered by the SQL policy's ``HAVING COUNT(*) >= k`` rule.
+- ``rows``, ``null_rate``, ``ranges``, ``freshness``: sanity under the quality standard.
+- ``profile`` and ``diff``: row count, column types and null rates, compared with the previous
+  published version (added, removed and retyped columns, row-count and null-rate changes); the
+  diff informs the reviewer and does not fail the build.
+
+Failed builds: engine messages may quote full-data values, so developers see only the
+category from :mod:`yuanjian.components.failures`; holders of ``build.run`` see the message.
+
+Jobs: a build runs in a background thread holding an exclusive ``flock`` on
+``<data>/builds/.jobs/<id>.lock`` (taken before the row commits, released when the outcome is
+committed), and reports progress to ``Build.progress`` about once a second. A build whose row
+says running while no process holds its lock was orphaned by a server stop; the server tick
+(from startup on), ``rebuild-due``, cancel and retry mark such builds failed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -18,8 +57,9 @@ import pyarrow.parquet as pq
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from yuanjian.audit import log as audit_log
 from yuanjian.audit import service as audit
-from yuanjian.components import samples
+from yuanjian.components import failures, samples
 from yuanjian.components.models import (
     Build,
     BuildDefinitionRecord,
@@ -53,7 +93,12 @@ DIRECT_IDENTIFIERS = {
     "cn_landline",
     "person_name",
 }
-MIN_GROUP = 5
+DEFAULT_MIN_GROUP = 5  # the built-in default; builds use the anonymity standard in force
+MIN_GROUP = DEFAULT_MIN_GROUP  # kept for importers
+DEFAULT_L = 2
+#: Statuses of a build whose job may still be running.
+ACTIVE = ("running", "cancelling")
+HEARTBEAT_S = 1.0
 DEV_LIMITS = duck.Limits(memory_mb=512, threads=1, timeout_s=60, max_result_rows=5000)
 
 
@@ -364,18 +409,47 @@ def start_build(
     wait: bool = False,
 ) -> Build:
     """Start a production build of the approved-dev-run definition on full data."""
+    return _start(
+        session=session,
+        actor=actor,
+        data_dir=data_dir,
+        spec_id=spec_id,
+        engine=engine,
+        spark_master=spark_master,
+        wait=wait,
+    )
+
+
+def _start(
+    *,
+    session: Session,
+    actor: Actor,
+    data_dir: Path,
+    spec_id: int,
+    engine: str,
+    spark_master: str,
+    wait: bool,
+    retry_of: Build | None = None,
+) -> Build:
+    action = "build.start" if retry_of is None else "build.retry"
     require(
         session,
         actor,
         Permission.BUILD_RUN,
-        action="build.start",
-        object_type="spec",
-        object_id=spec_id,
+        action=action,
+        object_type="spec" if retry_of is None else "build",
+        object_id=spec_id if retry_of is None else retry_of.id,
     )
     if engine not in ("duckdb", "spark"):
         raise ValidationFailed("engine must be duckdb or spark", field="engine")
     spec, doc = _approved(session, actor, spec_id)
     rec = _latest_definition(session, spec.id)
+    if retry_of is not None and rec.content_hash != retry_of.definition_hash:
+        raise Conflict(
+            f"a different definition was saved after build {retry_of.id}: "
+            "start a new build of it instead of a retry",
+            field="definition",
+        )
     ok_run = session.scalar(
         select(DevRun)
         .where(
@@ -419,26 +493,33 @@ def start_build(
         dev_run_id=ok_run.id,
         engine=engine,
         status="running",
+        progress=0.0,
         started_by=actor.user_id,
         sources=sources,
         lineage=ok_run.lineage,
     )
     session.add(build)
     session.flush()
-    audit.record(
-        session,
-        actor,
-        "build.start",
-        object_type="build",
-        object_id=build.id,
-        detail={
-            "spec_id": spec.id,
-            "engine": engine,
-            "definition_hash": rec.content_hash,
-            "sources": sources,
-        },
+    detail = {
+        "spec_id": spec.id,
+        "engine": engine,
+        "definition_hash": rec.content_hash,
+        "sources": sources,
+    }
+    if retry_of is not None:
+        detail["retry_of"] = retry_of.id
+    audit.record(session, actor, action, object_type="build", object_id=build.id, detail=detail)
+    context = _check_context(
+        session, spec, doc, ok_run.lineage or {}, output_key=definition.output_key
     )
-    session.commit()
+    # The job's lock is held before the row commits, so no process can take the new build
+    # for an orphan; the job releases it once its outcome is committed.
+    lock = _JobLock.acquire(data_dir, build.id)
+    try:
+        session.commit()
+    except BaseException:
+        lock.release()
+        raise
     build_id = build.id
     factory = session.get_bind()
     job = _BuildJob(
@@ -454,7 +535,11 @@ def start_build(
         factory,
         rules,
         sources,
+        actor=actor,
+        lock=lock,
+        context=context,
     )
+    job.info = {k: v for k, v in session.info.items() if k == audit_log.INFO_KEY}
     if wait:
         job.run()
     else:
@@ -465,8 +550,75 @@ def start_build(
     return build
 
 
+class _JobLock:
+    """An exclusive ``flock`` on ``<data>/builds/.jobs/<id>.lock`` held while a job lives.
+
+    The kernel drops the lock when its process dies, so "the lock is free" means "no process
+    runs this build" (on one host, or hosts sharing the data directory).
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path, self.fd = path, fd
+
+    @staticmethod
+    def path_for(data_dir: Path, build_id: int) -> Path:
+        return Path(data_dir) / "builds" / ".jobs" / f"{build_id}.lock"
+
+    @classmethod
+    def try_acquire(cls, data_dir: Path, build_id: int) -> _JobLock | None:
+        path = cls.path_for(data_dir, build_id)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return cls(path, fd)
+
+    @classmethod
+    def acquire(cls, data_dir: Path, build_id: int) -> _JobLock:
+        lock = cls.try_acquire(data_dir, build_id)
+        if lock is None:
+            raise Conflict(f"build {build_id} already has a running job", field="build_id")
+        return lock
+
+    def release(self) -> None:
+        if self.fd < 0:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        os.close(self.fd)
+        self.fd = -1
+
+
+#: Where each phase of a job sits in ``Build.progress`` (0..1): the engine's query progress
+#: (DuckDB's ``query_progress()``, Spark's completed tasks of the job group's stages) fills the
+#: query band; the model step, writing, publishing and the compliance checks follow.
+PROGRESS_BANDS: dict[str, tuple[float, float]] = {
+    "query": (0.0, 0.80),
+    "model": (0.80, 0.88),
+    "write": (0.88, 0.93),
+    "publish": (0.93, 0.95),
+    "checks": (0.95, 0.99),
+}
+
+
+def progress_phase(b: Build) -> str:
+    """The phase a build is in, from its status and progress (query, model, ..., or status)."""
+    if b.status not in ACTIVE:
+        return b.status
+    if b.status == "cancelling":
+        return "cancelling"
+    p = b.progress or 0.0
+    for name, (_lo, hi) in PROGRESS_BANDS.items():
+        if p < hi:
+            return name
+    return "checks"
+
+
 class _BuildJob:
-    """Runs one build off the request thread and records the outcome."""
+    """Runs one build off the request thread, reports progress, and records the outcome."""
 
     cancels: ClassVar[dict[int, threading.Event]] = {}
 
@@ -484,16 +636,58 @@ class _BuildJob:
         bind: Any,
         rules: dict[str, Any] | None = None,
         sources: dict[str, Any] | None = None,
+        *,
+        actor: Actor | None = None,
+        lock: _JobLock | None = None,
+        context: dict[str, Any] | None = None,
     ) -> None:
         self.rules, self.sources = rules, sources
         self.build_id, self.definition, self.digest = build_id, definition, digest
         self.tables, self.out_dir, self.engine, self.master = tables, out_dir, engine, master
         self.checked, self.doc, self.bind = checked_sql, doc, bind
+        self.actor, self.lock, self.context = actor, lock, context or {}
+        self.info: dict[str, Any] = {}
         self.cancel = _BuildJob.cancels.setdefault(build_id, threading.Event())
+        self.progress = 0.0
+        self._written = 0.0
+        self._done = threading.Event()
+
+    def report(self, p: duck.BuildProgress) -> None:
+        """Engine callback: map a phase and fraction onto the overall progress (monotonic)."""
+        lo, hi = PROGRESS_BANDS.get(p.phase, (self.progress, self.progress))
+        frac = p.fraction if p.fraction is not None else 0.0
+        self.progress = max(self.progress, lo + (hi - lo) * min(max(frac, 0.0), 1.0))
+
+    def _session(self) -> Session:
+        # The instance's session info carries the audit log's checkpoint context.
+        return Session(self.bind, info=dict(self.info), expire_on_commit=False)
+
+    def _heartbeat(self) -> None:
+        """Write progress about once a second and pick up a cancel asked by another process."""
+        from sqlalchemy import update
+
+        while not self._done.wait(HEARTBEAT_S):
+            try:
+                with self._session() as s:
+                    status = s.scalar(select(Build.status).where(Build.id == self.build_id))
+                    if status == "cancelling":
+                        self.cancel.set()
+                    if self.progress > self._written and status in ACTIVE:
+                        s.execute(
+                            update(Build)
+                            .where(Build.id == self.build_id, Build.status.in_(ACTIVE))
+                            .values(progress=round(self.progress, 4))
+                        )
+                        s.commit()
+                        self._written = self.progress
+            except Exception:  # a busy database skips one beat; the outcome is still written
+                continue
 
     def run(self) -> None:
-        from sqlalchemy.orm import Session as S
-
+        beat = threading.Thread(target=self._heartbeat, name=f"build-{self.build_id}-beat")
+        beat.daemon = True
+        beat.start()
+        result = None
         try:
             if self.engine == "spark":
                 from yuanjian.sandbox.spark import run_spark_to_parquet
@@ -506,6 +700,7 @@ class _BuildJob:
                     expected_hash=self.digest,
                     checked_sql=self.checked,
                     cancel=self.cancel,
+                    progress=self.report,
                 )
             else:
                 result = duck.run_to_parquet(
@@ -515,30 +710,144 @@ class _BuildJob:
                     expected_hash=self.digest,
                     checked_sql=self.checked,
                     cancel=self.cancel,
+                    progress=self.report,
                 )
-            checks = compliance_checks(Path(result.path), self.doc, self.rules, self.sources)
+            self.report(duck.BuildProgress("checks", 0.0, result.rows))
+            try:
+                checks = compliance_checks(
+                    Path(result.path), self.doc, self.rules, self.sources, **self.context
+                )
+            except Exception as exc:
+                raise _ChecksFailed(exc) from exc
             status, error = "succeeded", None
         except duck.BuildCancelled:
-            result, checks, status, error = None, {}, "cancelled", "cancelled by the operator"
+            result, status, error = None, "cancelled", "cancelled by the operator"
+            checks = {"ok": False, "failure": failures.failure("cancelled", "cancelled")}
         except Exception as exc:
-            result, checks, status, error = (
-                None,
-                {},
-                "failed",
-                str(getattr(exc, "message", exc))[:2000],
+            cause = exc.cause if isinstance(exc, _ChecksFailed) else exc
+            category = (
+                failures.failure("checks", "checks error")
+                if isinstance(exc, _ChecksFailed)
+                else failures.categorize(cause)
             )
-        with S(self.bind) as s:
-            b = s.get(Build, self.build_id)
-            b.status, b.error, b.finished_at, b.checks = status, error, utcnow(), checks
-            if result is not None:
-                b.output_path, b.sha256, b.rows = str(result.path), result.sha256, result.rows
-                b.progress = 1.0
-            s.commit()
-        _BuildJob.cancels.pop(self.build_id, None)
+            # The raw message may quote full-data values: operators only (see failures).
+            raw = str(getattr(cause, "message", None) or cause) or type(cause).__name__
+            result, checks, status, error = None, {"ok": False, "failure": category}, "failed", raw
+            error = error[:2000]
+        finally:
+            self._done.set()
+        beat.join(timeout=5)
+        try:
+            with self._session() as s:
+                b = s.get(Build, self.build_id)
+                b.status, b.error, b.finished_at, b.checks = status, error, utcnow(), checks
+                if result is not None:
+                    b.output_path, b.sha256, b.rows = str(result.path), result.sha256, result.rows
+                    b.progress = 1.0
+                else:
+                    b.progress = round(self.progress, 4)
+                if self.actor is not None:
+                    audit.record(
+                        s,
+                        self.actor,
+                        "build.finish",
+                        object_type="build",
+                        object_id=self.build_id,
+                        outcome="allowed" if status == "succeeded" else "failed",
+                        detail={
+                            "status": status,
+                            "rows": b.rows,
+                            "sha256": b.sha256,
+                            "checks_ok": bool(checks.get("ok")),
+                            "failure": checks.get("failure"),
+                        },
+                    )
+                s.commit()
+        finally:
+            _BuildJob.cancels.pop(self.build_id, None)
+            if self.lock is not None:
+                self.lock.release()
 
 
-def cancel_build(*, session: Session, actor: Actor, build_id: int) -> Build:
-    """Cancel a running build (its worker is killed; no output is published)."""
+class _ChecksFailed(Exception):
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _live_here(build_id: int) -> bool:
+    return build_id in _BuildJob.cancels
+
+
+def _mark_orphan(session: Session, actor: Actor, b: Build, data_dir: Path) -> bool:
+    """Mark a build failed if no process runs its job (holding its lock); True if marked."""
+    if b.status not in ACTIVE or _live_here(b.id):
+        return False
+    lock = _JobLock.try_acquire(data_dir, b.id)
+    if lock is None:
+        return False
+    try:
+        # Read again under the lock: a job commits its outcome before it lets the lock go.
+        session.expire(b)
+        if b.status not in ACTIVE:
+            return False
+        was = b.status
+        b.status = "failed" if was == "running" else "cancelled"
+        b.error = (
+            "interrupted: the server stopped while the build ran (no process holds its job); "
+            "nothing was published, retry it"
+        )
+        b.checks = {"ok": False, "failure": failures.failure("interrupted", "server stopped")}
+        b.finished_at = utcnow()
+        audit.record(
+            session,
+            actor,
+            "build.interrupted",
+            object_type="build",
+            object_id=b.id,
+            outcome="failed",
+            detail={"was": was, "started_at": b.started_at.isoformat()},
+        )
+        session.commit()
+        return True
+    finally:
+        lock.release()
+
+
+def recover_orphaned_builds(
+    *, session: Session, actor: Actor, data_dir: Path, min_age_s: float = 0.0
+) -> list[int]:
+    """Mark failed every build that says running but whose job no process holds (server stop).
+
+    ``min_age_s`` skips builds started less than that long ago (the lock already covers the
+    start, so 0 is safe; a margin only guards a clock or a data directory shared oddly).
+    """
+    from datetime import timedelta
+
+    require(session, actor, Permission.BUILD_RUN, action="build.recover")
+    cutoff = utcnow() - timedelta(seconds=min_age_s)
+    ids = list(
+        session.scalars(
+            select(Build.id).where(Build.status.in_(ACTIVE), Build.started_at <= cutoff)
+        )
+    )
+    done = []
+    for build_id in ids:
+        b = session.get(Build, build_id)
+        if b is not None and _mark_orphan(session, actor, b, data_dir):
+            done.append(build_id)
+    return done
+
+
+def cancel_build(
+    *, session: Session, actor: Actor, build_id: int, data_dir: Path | None = None
+) -> Build:
+    """Cancel a running build (its worker is killed; no output is published).
+
+    A job in this process is stopped at once; a job in another server process stops within
+    about a second (its heartbeat reads the ``cancelling`` status). Given ``data_dir``, a build
+    whose job no process holds (a server stop) is marked failed and the cancel is refused.
+    """
     require(
         session,
         actor,
@@ -550,13 +859,179 @@ def cancel_build(*, session: Session, actor: Actor, build_id: int) -> Build:
     b = session.get(Build, build_id)
     if b is None:
         raise NotFound(f"build {build_id} not found")
-    ev = _BuildJob.cancels.get(build_id)
-    if b.status != "running" or ev is None:
+    if data_dir is not None and _mark_orphan(session, actor, b, data_dir):
+        raise Conflict(
+            f"build {build_id} was interrupted by a server stop and is now failed; retry it",
+            field="status",
+        )
+    if b.status not in ACTIVE:
         raise Conflict(f"build {build_id} is {b.status}", field="status")
-    ev.set()
+    ev = _BuildJob.cancels.get(build_id)
+    if ev is not None:
+        ev.set()
+    elif b.status == "running":
+        b.status = "cancelling"
     audit.record(session, actor, "build.cancel", object_type="build", object_id=build_id)
     session.commit()
     return b
+
+
+def retry_build(
+    *,
+    session: Session,
+    actor: Actor,
+    data_dir: Path,
+    build_id: int,
+    engine: str | None = None,
+    spark_master: str = "local[2]",
+    wait: bool = False,
+) -> Build:
+    """Run a failed or cancelled build again as a new build of the same definition (its hash
+    must still be the latest definition's, with its successful dev run); audited."""
+    require(
+        session,
+        actor,
+        Permission.BUILD_RUN,
+        action="build.retry",
+        object_type="build",
+        object_id=build_id,
+    )
+    old = session.get(Build, build_id)
+    if old is None:
+        raise NotFound(f"build {build_id} not found")
+    _mark_orphan(session, actor, old, data_dir)
+    if old.status not in ("failed", "cancelled"):
+        raise Conflict(
+            f"build {build_id} is {old.status}: only failed or cancelled builds are retried",
+            field="status",
+        )
+    for other in session.scalars(
+        select(Build).where(Build.spec_id == old.spec_id, Build.status.in_(ACTIVE))
+    ):
+        if not _mark_orphan(session, actor, other, data_dir):
+            raise Conflict(
+                f"build {other.id} of the same spec is still {other.status}", field="status"
+            )
+    return _start(
+        session=session,
+        actor=actor,
+        data_dir=data_dir,
+        spec_id=old.spec_id,
+        engine=engine or old.engine,
+        spark_master=spark_master,
+        wait=wait,
+        retry_of=old,
+    )
+
+
+def _spec_type(t: Any) -> str:
+    """The spec output type an Arrow type is (string, integer, number, boolean, date, ...)."""
+    import pyarrow as pa
+
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_integer(t):
+        return "integer"
+    if pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    if pa.types.is_null(t):
+        return "null"
+    return str(t)
+
+
+def _type_ok(expected: str, found: str) -> bool:
+    # An all-NULL column has no type of its own; the null-rate check judges it.
+    return found == expected or found == "null" or (expected == "number" and found == "integer")
+
+
+def _norm_ref(table: str, column: str) -> str:
+    return f"{table}.{column}".lower()
+
+
+def _output_sources(doc: dict[str, Any], lineage: dict[str, Any]) -> dict[str, set[str]]:
+    """Each output's source fields: the build's lineage joined with the spec's declaration."""
+    out: dict[str, set[str]] = {}
+    for o in doc.get("outputs", []):
+        out[o["name"]] = {s.lower() for s in o.get("sources", [])}
+    for col, lin in (lineage or {}).items():
+        refs = {_norm_ref(s["table"], s["column"]) for s in lin.get("sources", [])}
+        out.setdefault(col, set()).update(refs)
+    return out
+
+
+def _profile(table: Any) -> dict[str, Any]:
+    n = table.num_rows
+    return {
+        "rows": n,
+        "columns": {
+            c: {
+                "type": _spec_type(table.schema.field(c).type),
+                "null_rate": round(table.column(c).null_count / n, 4) if n else 0.0,
+            }
+            for c in table.column_names
+        },
+    }
+
+
+NULL_RATE_CHANGE = 0.05
+ROW_CHANGE = 0.2
+
+
+def _diff(previous: dict[str, Any] | None, profile: dict[str, Any]) -> dict[str, Any]:
+    """Schema, row-count and null-rate changes against the previous published version."""
+    if not previous:
+        return {"previous_version": None}
+    base = {
+        "previous_version": previous.get("version"),
+        "previous_version_id": previous.get("version_id"),
+        "previous_build_id": previous.get("build_id"),
+    }
+    prev = previous.get("profile")
+    if not prev:
+        return {**base, "available": False}
+    pc, cc = prev["columns"], profile["columns"]
+    added = sorted(set(cc) - set(pc))
+    removed = sorted(set(pc) - set(cc))
+    common = [c for c in cc if c in pc]
+    retyped = {
+        c: {"before": pc[c]["type"], "after": cc[c]["type"]}
+        for c in common
+        if pc[c]["type"] != cc[c]["type"]
+    }
+    nulls = {
+        c: {"before": pc[c]["null_rate"], "after": cc[c]["null_rate"]}
+        for c in common
+        if abs(cc[c]["null_rate"] - pc[c]["null_rate"]) >= NULL_RATE_CHANGE
+    }
+    before, after = int(prev["rows"]), int(profile["rows"])
+    change = round((after - before) / before, 4) if before else None
+    attention = []
+    if added:
+        attention.append(f"columns added: {', '.join(added)}")
+    if removed:
+        attention.append(f"columns removed: {', '.join(removed)}")
+    if retyped:
+        attention.append(f"columns retyped: {', '.join(retyped)}")
+    if change is None or abs(change) >= ROW_CHANGE:
+        attention.append(f"row count {before} -> {after}")
+    if nulls:
+        attention.append(f"null rates changed: {', '.join(nulls)}")
+    return {
+        **base,
+        "available": True,
+        "added": added,
+        "removed": removed,
+        "retyped": retyped,
+        "rows": {"before": before, "after": after, "change": change},
+        "null_rate": nulls,
+        "attention": attention,
+    }
 
 
 def compliance_checks(
@@ -564,33 +1039,58 @@ def compliance_checks(
     doc: dict[str, Any],
     rules: dict[str, Any] | None = None,
     sources: dict[str, Any] | None = None,
+    *,
+    fields: dict[str, dict[str, Any]] | None = None,
+    constraints: dict[str, dict[str, str]] | None = None,
+    lineage: dict[str, Any] | None = None,
+    output_key: str | None = None,
+    previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Automated checks on a build output (Art. 15): schema, identifiers, k, sanity.
+    """Automated checks on a build output (Art. 15): schema and types, identifiers, k, l,
+    group size, sanity, and the diff against the previous version (rules: module docstring).
 
     ``rules`` = {"quality_rules": (version, doc), "anonymity_thresholds": (version, doc)}, the
     standards in force; their versions are recorded so the check can be replayed (Art. 6).
+    ``fields`` maps "resource.field" to its labels ({label, sensitive, grade}), ``constraints``
+    is the build's column constraints, ``lineage`` its column lineage, ``previous`` the
+    previous version ({version, version_id, build_id, profile}).
     """
+    import pyarrow.compute as pc
+
     from yuanjian.standards.service import DEFAULTS
 
     rules = rules or {k: (0, DEFAULTS[k]) for k in ("quality_rules", "anonymity_thresholds")}
     (qv, quality), (av, anonymity) = rules["quality_rules"], rules["anonymity_thresholds"]
+    fields = {k.lower(): v for k, v in (fields or {}).items()}
     table = pq.read_table(path)
-    expected = [o["name"] for o in doc["outputs"]]
+    spec_types = {o["name"]: o.get("type") for o in doc["outputs"]}
+    expected = list(spec_types)
+    found_types = {c: _spec_type(table.schema.field(c).type) for c in table.column_names}
+    mistyped = {
+        c: {"expected": t, "found": found_types[c]}
+        for c, t in spec_types.items()
+        if t and c in found_types and not _type_ok(t, found_types[c])
+    }
     checks: dict[str, Any] = {}
     checks["schema"] = {
-        "ok": sorted(table.column_names) == sorted(expected),
+        "ok": sorted(table.column_names) == sorted(expected) and not mistyped,
         "expected": expected,
         "found": table.column_names,
+        "missing": [c for c in expected if c not in found_types],
+        "unexpected": [c for c in table.column_names if c not in spec_types],
+        "mistyped": mistyped,
     }
-    key = doc["subject_key"].split(".", 1)[1]
-    findings = scan_table(
-        table.drop_columns([c for c in table.column_names if c == key])
-        if key in table.column_names
-        else table,
-        sample_rows=min(table.num_rows, 50_000) or None,
-    )
+    subject_ref = doc["subject_key"].lower()
+    key = output_key or doc["subject_key"].split(".", 1)[1]
+    # Every column is scanned, the key included: a person component's key must leave the
+    # build pseudonymous (module docstring).
+    findings = scan_table(table, sample_rows=min(table.num_rows, 50_000) or None)
     clear = sorted(n for n, f in findings.items() if f.label in DIRECT_IDENTIFIERS)
-    checks["direct_identifiers"] = {"ok": not clear, "columns": clear}
+    checks["direct_identifiers"] = {
+        "ok": not clear,
+        "columns": clear,
+        "key_column": key if key in clear else None,
+    }
     checks["rows"] = {
         "ok": table.num_rows >= int(quality["min_rows"]) and table.num_rows > 0,
         "rows": table.num_rows,
@@ -604,16 +1104,67 @@ def compliance_checks(
     limit = float(quality["max_null_ratio"])
     bad_nulls = sorted(c for c, r in nulls.items() if r > limit)
     checks["null_rate"] = {"ok": not bad_nulls, "over_limit": bad_nulls, "max_null_ratio": limit}
+    srcs = _output_sources(doc, lineage or {})
+    sensitive = sorted(
+        c
+        for c in table.column_names
+        if c != key and any(fields.get(s, {}).get("sensitive") for s in srcs.get(c, ()))
+    )
     if doc.get("type") == "dataset":
-        qis = [c for c in table.column_names if c != key]
+        qis = [c for c in table.column_names if c != key and c not in sensitive]
         k = reid.k_anonymity(table, qis) if qis and table.num_rows else None
         required = int(anonymity["k"])
-        checks["k_anonymity"] = {"ok": k is None or k >= required, "k": k, "required": required}
+        checks["k_anonymity"] = {
+            "ok": k is None or k >= required,
+            "k": k,
+            "required": required,
+            "quasi_identifiers": qis,
+        }
+        if sensitive:
+            l_required = int(anonymity.get("l") or DEFAULT_L)
+            if not table.num_rows:
+                l_found = None
+            elif qis:
+                l_found = reid.l_diversity(table, qis, sensitive)
+            else:
+                l_found = min(len(pc.unique(table.column(c).drop_null())) for c in sensitive)
+            checks["l_diversity"] = {
+                "ok": l_found is None or l_found >= l_required,
+                "l": l_found,
+                "required": l_required,
+                "sensitive": sensitive,
+                "quasi_identifiers": qis,
+            }
+    if doc.get("type") == "feature":
+        aggregate_only = {
+            _norm_ref(t, c)
+            for t, cols in (constraints or {}).items()
+            for c, how in cols.items()
+            if how == "aggregate_only"
+        }
+        per_subject = subject_ref in srcs.get(key, set())
+        released = sorted(
+            c for c in table.column_names if c != key and srcs.get(c, set()) & aggregate_only
+        )
+        m = int(anonymity.get("min_group_size") or DEFAULT_MIN_GROUP)
+        smallest: dict[str, int] = {}
+        if per_subject and table.num_rows:
+            for c in released:
+                counts = pc.value_counts(table.column(c).drop_null())
+                if len(counts):
+                    smallest[c] = int(pc.min(counts.field("counts")).as_py())
+        small = sorted(c for c, n in smallest.items() if n < m)
+        checks["group_size"] = {
+            "ok": not small,
+            "min_group_size": m,
+            "columns": released,
+            "smallest": smallest,
+            "below": small,
+            "per_subject": per_subject,
+        }
     out_of_range = {}
     for col, (lo, hi) in dict(quality.get("ranges") or {}).items():
         if col in table.column_names:
-            import pyarrow.compute as pc
-
             mm = pc.min_max(table.column(col))
             low, high = mm["min"].as_py(), mm["max"].as_py()
             if low is not None and (low < lo or high > hi):
@@ -632,8 +1183,84 @@ def compliance_checks(
         )
         checks["freshness"] = {"ok": not stale, "stale_sources": stale, "max_age_days": max_age}
     checks["ok"] = all(v.get("ok", True) for v in checks.values() if isinstance(v, dict))
+    checks["profile"] = _profile(table)
+    checks["diff"] = _diff(previous, checks["profile"])
     checks["standards"] = {"quality_rules": qv, "anonymity_thresholds": av}
     return checks
+
+
+def _version_profile(v: ComponentVersion) -> dict[str, Any] | None:
+    meta = v.metadata_ or {}
+    prof = (meta.get("checks") or {}).get("profile")
+    if prof:
+        return prof
+    path = meta.get("output_path")
+    if path and Path(path).is_file():
+        return _profile(pq.read_table(path))
+    return None
+
+
+def _previous_version(
+    session: Session, code: str, version_id: int | None = None
+) -> dict[str, Any] | None:
+    """The previous catalog version of a component (the newest, or ``version_id``)."""
+    q = (
+        select(ComponentVersion)
+        .join(Component, Component.id == ComponentVersion.component_id)
+        .where(Component.code == code)
+    )
+    if version_id is not None:
+        q = q.where(ComponentVersion.id == version_id)
+    v = session.scalar(q.order_by(ComponentVersion.number.desc()).limit(1))
+    if v is None:
+        return None
+    return {
+        "version": v.number,
+        "version_id": v.id,
+        "build_id": (v.metadata_ or {}).get("build_id"),
+        "profile": _version_profile(v),
+    }
+
+
+def _check_context(
+    session: Session,
+    spec: Spec,
+    doc: dict[str, Any],
+    lineage: dict[str, Any],
+    *,
+    output_key: str | None = None,
+    previous_version_id: int | None = None,
+    previous: bool = True,
+) -> dict[str, Any]:
+    """What the compliance checks need from the registry: field labels, constraints, lineage,
+    the output key and the previous version."""
+    fields: dict[str, dict[str, Any]] = {}
+    for req in doc.get("resources", []):
+        res = session.scalar(select(Resource).where(Resource.code == req["code"]))
+        if res is None:
+            continue
+        for f in session.scalars(
+            select(ResourceField).where(
+                ResourceField.resource_id == res.id,
+                ResourceField.name.in_([x["name"] for x in req["fields"]]),
+            )
+        ):
+            fields[f"{res.code}.{f.name}"] = {
+                "label": f.label,
+                "sensitive": bool(f.sensitive),
+                "grade": f.grade,
+            }
+    if output_key is None:
+        output_key = _latest_definition(session, spec.id).definition.get("output_key")
+    return {
+        "fields": fields,
+        "constraints": _allowed(session, doc, spec_id=spec.id),
+        "lineage": lineage,
+        "output_key": output_key,
+        "previous": _previous_version(session, spec.code, previous_version_id)
+        if previous
+        else None,
+    }
 
 
 def replay_checks(
@@ -656,7 +1283,38 @@ def replay_checks(
             k: (recorded.get(k, 0), standards.version_document(session, k, recorded.get(k, 0)))
             for k in ("quality_rules", "anonymity_thresholds")
         }
-    return compliance_checks(Path(b.output_path), doc, rules, b.sources)
+    rec = session.get(BuildDefinitionRecord, b.definition_id)
+    prev_id = (b.checks.get("diff") or {}).get("previous_version_id")
+    context = _check_context(
+        session,
+        session.get(Spec, b.spec_id),
+        doc,
+        b.lineage or {},
+        output_key=(rec.definition if rec else {}).get("output_key"),
+        previous_version_id=prev_id,
+        previous=prev_id is not None,
+    )
+    return compliance_checks(Path(b.output_path), doc, rules, b.sources, **context)
+
+
+def visible_checks(actor: Actor, checks: dict[str, Any] | None) -> dict[str, Any]:
+    """A build's checks as the actor may see them: observed values (a range check's min and
+    max come from single rows) only for those who may read profile values."""
+    out = dict(checks or {})
+    if actor.can(Permission.RESOURCE_READ_VALUES):
+        return out
+    ranges = out.get("ranges")
+    if isinstance(ranges, dict) and ranges.get("out_of_range"):
+        out["ranges"] = {**ranges, "out_of_range": sorted(ranges["out_of_range"])}
+    return out
+
+
+def visible_error(actor: Actor, b: Build) -> str | None:
+    """A build's error as the actor may see it: the engine's message for ``build.run``
+    holders, else only the failure category (engine messages may quote full-data values)."""
+    if actor.can(Permission.BUILD_RUN):
+        return b.error
+    return failures.public_error(b)
 
 
 def get_build(*, session: Session, actor: Actor, build_id: int) -> Build:
@@ -899,9 +1557,14 @@ def set_version_status(
     return v
 
 
+def _interrupted(b: Build) -> bool:
+    return ((b.checks or {}).get("failure") or {}).get("phase") == "interrupted"
+
+
 def due_rebuilds(session: Session) -> list[int]:
     """Specs whose published component has an update frequency and a source with a newer
-    version than its last build used (no build of it running)."""
+    version than its last build used (no build of it running; a build interrupted by a server
+    stop does not count as tried, a build that failed does until the operator retries it)."""
     due = []
     rows = session.execute(
         select(Component, ComponentVersion)
@@ -914,11 +1577,18 @@ def due_rebuilds(session: Session) -> list[int]:
         if session.scalar(
             select(func.count())
             .select_from(Build)
-            .where(Build.spec_id == comp.spec_id, Build.status == "running")
+            .where(Build.spec_id == comp.spec_id, Build.status.in_(ACTIVE))
         ):
             continue
-        last = session.scalar(
-            select(Build).where(Build.spec_id == comp.spec_id).order_by(Build.id.desc()).limit(1)
+        last = next(
+            (
+                b
+                for b in session.scalars(
+                    select(Build).where(Build.spec_id == comp.spec_id).order_by(Build.id.desc())
+                )
+                if not _interrupted(b)
+            ),
+            None,
         )
         used = (last.sources if last else v.metadata_.get("sources", {})) or {}
         for code, info in used.items():
@@ -939,7 +1609,9 @@ def run_due_rebuilds(
     engine: str = "duckdb",
     spark_master: str = "local[2]",
 ) -> list[int]:
-    """Start the production rebuild of every component whose sources got a new version."""
+    """Start the production rebuild of every component whose sources got a new version (after
+    marking failed the builds a server stop orphaned)."""
+    recover_orphaned_builds(session=session, actor=actor, data_dir=data_dir)
     started = []
     for spec_id in due_rebuilds(session):
         b = start_build(

@@ -39,17 +39,21 @@ class StatusIn(Strict):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-def _build_out(b: Any, *, with_output: bool) -> dict[str, Any]:
+def _build_out(b: Any, actor: Actor, *, with_output: bool) -> dict[str, Any]:
+    # Engine errors may quote full-data values: non-operators get the failure category only.
     out = {
         "id": b.id,
         "spec_id": b.spec_id,
         "engine": b.engine,
         "status": b.status,
+        "progress": b.progress,
+        "phase": builds.progress_phase(b),
         "definition_hash": b.definition_hash,
         "rows": b.rows,
-        "checks": b.checks,
+        "checks": builds.visible_checks(actor, b.checks),
         "lineage": b.lineage,
-        "error": b.error,
+        "error": builds.visible_error(actor, b),
+        "failure": (b.checks or {}).get("failure"),
         "review_state": b.review_state,
         "version_id": b.version_id,
         "started_at": b.started_at,
@@ -147,7 +151,7 @@ def start_build(
         engine=body.engine or settings.build_engine,
         spark_master=settings.spark_master,
     )
-    return _build_out(b, with_output=True)
+    return _build_out(b, actor, with_output=True)
 
 
 @router.get("/builds/{build_id}")
@@ -158,19 +162,45 @@ def get_build(
 ) -> dict[str, Any]:
     """A build's status and checks; developers never get full-data rows."""
     b = builds.get_build(session=session, actor=actor, build_id=build_id)
-    return _build_out(b, with_output=actor.can(Permission.BUILD_RUN))
+    return _build_out(b, actor, with_output=actor.can(Permission.BUILD_RUN))
 
 
 @router.post("/builds/{build_id}/cancel")
 def cancel_build(
+    request: Request,
     build_id: int,
     actor: Actor = Depends(requires(Permission.BUILD_RUN)),
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
-    """Cancel a running build."""
-    return _build_out(
-        builds.cancel_build(session=session, actor=actor, build_id=build_id), with_output=True
+    """Cancel a running build (a build orphaned by a server stop is marked failed: 409)."""
+    b = builds.cancel_build(
+        session=session,
+        actor=actor,
+        build_id=build_id,
+        data_dir=instance_of(request).settings.data_dir,
     )
+    return _build_out(b, actor, with_output=True)
+
+
+@router.post("/builds/{build_id}/retry", status_code=status.HTTP_202_ACCEPTED)
+def retry_build(
+    request: Request,
+    build_id: int,
+    body: BuildIn,
+    actor: Actor = Depends(requires(Permission.BUILD_RUN)),
+    session: Session = Depends(get_session),
+) -> dict[str, Any]:
+    """Run a failed or cancelled build again (same definition hash; a new build)."""
+    settings = instance_of(request).settings
+    b = builds.retry_build(
+        session=session,
+        actor=actor,
+        data_dir=settings.data_dir,
+        build_id=build_id,
+        engine=body.engine,
+        spark_master=settings.spark_master,
+    )
+    return _build_out(b, actor, with_output=True)
 
 
 @router.post("/builds/{build_id}/review")
@@ -184,7 +214,7 @@ def review_build(
     b = builds.review_build(
         session=session, actor=actor, build_id=build_id, decision=body.decision, reason=body.reason
     )
-    return _build_out(b, with_output=True)
+    return _build_out(b, actor, with_output=True)
 
 
 @router.get("/catalog")

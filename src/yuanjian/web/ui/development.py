@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from yuanjian.components import builds, samples
+from yuanjian.components import builds, failures, samples
 from yuanjian.components.models import (
     Build,
     BuildDefinitionRecord,
@@ -97,6 +97,8 @@ def _context(session: Session, actor: Actor, spec_id: int) -> dict[str, Any]:
         "versions": versions,
         "preview": preview,
         "sees_errors": actor.can(Permission.BUILD_RUN),
+        "phase_of": builds.progress_phase,
+        "failure_phases": failures.PHASES,
         "engines": ("duckdb", "spark"),
         "errors": [],
         "notice": None,
@@ -219,6 +221,52 @@ def start_build(
     except YuanjianError as exc:
         return _failed(request, session, actor, spec_id, exc)
     return _back(spec_id, "build")
+
+
+@router.post("/builds/{build_id}/cancel-form", response_class=HTMLResponse)
+def cancel_build(
+    request: Request,
+    build_id: int,
+    actor: Actor = Depends(requires(Permission.BUILD_RUN)),
+    session: Session = Depends(get_session),
+) -> Response:
+    """The operator cancels a running production build."""
+    b = builds.get_build(session=session, actor=actor, build_id=build_id)
+    spec_id = b.spec_id
+    try:
+        builds.cancel_build(
+            session=session,
+            actor=actor,
+            build_id=build_id,
+            data_dir=instance_of(request).settings.data_dir,
+        )
+    except YuanjianError as exc:
+        return _failed(request, session, actor, spec_id, exc)
+    return _back(spec_id, "cancel")
+
+
+@router.post("/builds/{build_id}/retry-form", response_class=HTMLResponse)
+def retry_build(
+    request: Request,
+    build_id: int,
+    actor: Actor = Depends(requires(Permission.BUILD_RUN)),
+    session: Session = Depends(get_session),
+) -> Response:
+    """The operator retries a failed or cancelled production build (same definition)."""
+    settings = instance_of(request).settings
+    b = builds.get_build(session=session, actor=actor, build_id=build_id)
+    spec_id = b.spec_id
+    try:
+        builds.retry_build(
+            session=session,
+            actor=actor,
+            data_dir=settings.data_dir,
+            build_id=build_id,
+            spark_master=settings.spark_master,
+        )
+    except YuanjianError as exc:
+        return _failed(request, session, actor, spec_id, exc)
+    return _back(spec_id, "retry")
 
 
 @router.post("/builds/{build_id}/review-form", response_class=HTMLResponse)
