@@ -130,9 +130,7 @@ def test_weakening_override_needs_a_reviewers_recorded_approval(
         _issue(instance, cast.admin, spec_id, overrides=override)
     # Claiming the approval, or asserting a reason, does not stand in for one.
     with pytest.raises(PermissionDenied, match="no reviewer's approval"):
-        _issue(
-            instance, cast.admin, spec_id, overrides=override, approved_overrides=list(override)
-        )
+        _issue(instance, cast.admin, spec_id, overrides=override, approved_overrides=list(override))
     with pytest.raises(PermissionDenied, match="no reviewer's k-exception"):
         _issue(instance, cast.admin, spec_id, risk_override_reason="我自己同意")
     denied = _events(instance, "sample.issue", "denied")
@@ -302,7 +300,11 @@ def test_approval_api_and_authorization(app, instance: Instance, cast: Cast, leg
     assert 'id="record-approval"' in page.text
     r = web.post(
         f"/specs/{spec_id}/sample-approvals",
-        data={"k_exception": "yes", "reason": "门户批准", "csrf_token": web.headers["X-CSRF-Token"]},
+        data={
+            "k_exception": "yes",
+            "reason": "门户批准",
+            "csrf_token": web.headers["X-CSRF-Token"],
+        },
         follow_redirects=True,
     )
     assert r.status_code == 200 and "门户批准" in r.text
@@ -339,3 +341,92 @@ def test_anonymity_standard_k_in_force_applies_to_samples(
     with pytest.raises(ValidationFailed, match=r"k=25 \(version 1\)") as info:
         _issue(instance, cast.admin, spec_id)
     assert info.value.field == "legal_reps.k"
+
+
+def test_anonymity_standard_k_in_force_applies_to_dataset_builds(
+    instance: Instance, cast: Cast, world
+) -> None:
+    """A dataset build that met k=5 fails its k-anonymity check under a k=7 standard in force
+    today (60 enterprises in 10 area codes: classes of 6); the old build replays as it was."""
+    from yuanjian.components import builds
+
+    doc = component_doc(
+        code="enterprise_areas",
+        type="dataset",
+        resources=[
+            {
+                "code": "enterprises",
+                "fields": [
+                    {"name": "credit_code", "purpose": "主体标识"},
+                    {"name": "area_code", "purpose": "所在区域"},
+                ],
+            }
+        ],
+        outputs=[
+            {
+                "name": "credit_code",
+                "type": "string",
+                "description": "统一社会信用代码",
+                "sources": ["enterprises.credit_code"],
+            },
+            {
+                "name": "area_code",
+                "type": "integer",
+                "description": "区域代码",
+                "sources": ["enterprises.area_code"],
+            },
+        ],
+    )
+    spec_id = approve(instance, cast, doc)
+    with instance.sessions() as s:
+        a = reviews.publish_agreement(
+            session=s,
+            actor=cast.admin,
+            kind="development",
+            title="数据开发利用协议",
+            text="乙方应在平台内开发，不得泄露样本。" * 4,
+        )
+        reviews.sign_agreement(session=s, actor=cast.dev, kind="development", sha256=a.sha256)
+    sample = _issue(instance, cast.admin, spec_id, subjects=30)
+    definition = {
+        "sql": "SELECT credit_code, area_code FROM enterprises",
+        "output_key": "credit_code",
+    }
+
+    def build():
+        with instance.sessions() as s:
+            builds.save_definition(
+                session=s, actor=cast.dev, spec_id=spec_id, definition=definition
+            )
+            run = builds.dev_run(session=s, actor=cast.dev, spec_id=spec_id, sample_id=sample.id)
+            assert run.status == "ok", (run.violations, run.message)
+            b = builds.start_build(
+                session=s,
+                actor=cast.admin,
+                data_dir=instance.settings.data_dir,
+                spec_id=spec_id,
+                wait=True,
+            )
+            s.refresh(b)
+            assert b.status == "succeeded", b.error
+            return b.id, b.checks
+
+    first_id, first = build()
+    assert first["k_anonymity"]["k"] == 6 and first["k_anonymity"]["ok"], first
+    admin2 = world.user(Role.OPERATOR_ADMIN, username="admin-build-k")
+    with instance.sessions() as s:
+        second = identity.actor_for(identity.find_user(s, admin2.username))
+        st = standards.propose(
+            session=s,
+            actor=cast.admin,
+            kind="anonymity_thresholds",
+            document={"k": 7},
+            effective_from=date.today(),
+        )
+        standards.decide(session=s, actor=second, standard_id=st.id, approve=True)
+    _, now = build()
+    assert now["k_anonymity"] == {**now["k_anonymity"], "ok": False, "required": 7}
+    assert now["ok"] is False and now["standards"]["anonymity_thresholds"] == 1
+    with instance.sessions() as s:
+        replay = builds.replay_checks(session=s, actor=cast.admin, build_id=first_id)
+        assert replay["k_anonymity"]["ok"] and replay["k_anonymity"]["required"] == 5

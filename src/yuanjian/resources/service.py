@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -38,6 +38,9 @@ from yuanjian.resources.models import (
 from yuanjian.resources.profile import profile_parquet, redact_profile, schema_diff
 from yuanjian.resources.readers import IngestError, Source
 from yuanjian.resources.store import put_bytes
+
+if TYPE_CHECKING:
+    from yuanjian.standards.models import Standard
 
 CODE_RE = re.compile(r"^[a-z][a-z0-9_]{1,62}$")
 KINDS = ("public", "social")
@@ -333,7 +336,7 @@ def update_rules(
     document: dict[str, Any],
     note: str | None = None,
     effective_from: date | None = None,
-) -> Any:
+) -> Standard:
     """The data steward proposes a new version of the classification rules standard.
 
     One model (Art. 6): the proposal gets the standard's next version number and applies only
@@ -352,7 +355,7 @@ def update_rules(
     )
 
 
-def proposed_rules(session: Session) -> list[Any]:
+def proposed_rules(session: Session) -> list[Standard]:
     """Versions of the classification rules proposed and not yet decided."""
     from yuanjian.standards.models import Standard
 
