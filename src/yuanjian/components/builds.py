@@ -543,7 +543,13 @@ def _start(
     if wait:
         job.run()
     else:
-        threading.Thread(target=job.run, name=f"build-{build_id}", daemon=True).start()
+        try:
+            threading.Thread(target=job.run, name=f"build-{build_id}", daemon=True).start()
+        except BaseException:
+            # No job runs: let the orphan recovery mark the build failed.
+            _BuildJob.cancels.pop(build_id, None)
+            lock.release()
+            raise
     session.expire_all()
     build = session.get(Build, build_id)
     session.commit()  # release the (SQLite) write lock for the build thread
