@@ -185,6 +185,7 @@ def produce(runtime: ServingRuntime, delivery_id: int, key: bytes, actor: Actor)
             d.expires_at = d.ready_at + timedelta(hours=DOWNLOAD_HOURS)
             usage = metering._usage_rows(s, {d.licence_id}, metering.today())[d.licence_id]
             usage.delivered_records += out.num_rows
+            metering._store_usage(s, usage)
             audit.record(
                 s,
                 actor,

@@ -15,6 +15,7 @@ No library does group commit over SQLAlchemy with per-call decisions, hence this
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import queue
 import threading
@@ -167,43 +168,58 @@ class CallRecorder:
             fut.set_result(d)
 
 
-def _usage_rows(session: Session, licence_ids: set[int], day: date) -> dict[int, LicenceUsage]:
-    """The day's usage rows of the licences, created if missing, locked for this transaction.
+_USAGE_COLUMNS = (
+    "id, licence_id, calls, denied, keys, found, subjects, sequential, delivered_records, "
+    "denials, bucket_tokens, bucket_at"
+)
+_UPSERT_USAGE = text(
+    "INSERT INTO licence_usage (licence_id, day, calls, denied, keys, found, subjects, "
+    "sequential, delivered_records, denials, bucket_tokens, bucket_at) "
+    "VALUES (:l, :d, 0, 0, 0, 0, 0, 0, 0, '{}', -1, 0) "
+    "ON CONFLICT (licence_id, day) DO UPDATE SET licence_id = excluded.licence_id "
+    f"RETURNING {_USAGE_COLUMNS}"
+)
 
-    One upsert that returns the rows: on PostgreSQL ``ON CONFLICT DO UPDATE`` locks the row as
-    ``SELECT ... FOR UPDATE`` would, in one round trip instead of two (each round trip is also a
-    GIL hand-over for the recorder thread).
+
+def _usage_rows(session: Session, licence_ids: set[int], day: date) -> dict[int, _Tally]:
+    """The day's usage counters of the licences, rows created if missing and locked.
+
+    One textual upsert per licence that returns the row: on PostgreSQL ``ON CONFLICT DO
+    UPDATE`` locks the row as ``SELECT ... FOR UPDATE`` would, in one round trip, and a fixed
+    statement text is compiled once (an ORM upsert was recompiled on every group commit).
     """
-    if not licence_ids:
-        return {}
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as upsert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as upsert
-    values = [
+    out: dict[int, _Tally] = {}
+    for lid in sorted(licence_ids):
+        row = session.execute(_UPSERT_USAGE, {"l": lid, "d": day}).one()
+        out[lid] = _Tally.of(row)
+    return out
+
+
+def _store_usage(session: Session, tally: _Tally) -> None:
+    """Write a usage row's counters back (once per licence and group commit)."""
+    pg = session.get_bind().dialect.name == "postgresql"
+    session.execute(
+        text(
+            "UPDATE licence_usage SET calls = :calls, denied = :denied, keys = :keys, "
+            "found = :found, subjects = :subjects, sequential = :sequential, "
+            "delivered_records = :delivered, bucket_tokens = :tokens, bucket_at = :at, "
+            + ("denials = CAST(:denials AS json) " if pg else "denials = :denials ")
+            + "WHERE id = :id"
+        ),
         {
-            "licence_id": lid,
-            "day": day,
-            "calls": 0,
-            "denied": 0,
-            "keys": 0,
-            "found": 0,
-            "subjects": 0,
-            "sequential": 0,
-            "delivered_records": 0,
-            "denials": {},
-            "bucket_tokens": -1.0,
-            "bucket_at": 0.0,
-        }
-        for lid in sorted(licence_ids)
-    ]
-    stmt = upsert(LicenceUsage).values(values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["licence_id", "day"], set_={"licence_id": stmt.excluded.licence_id}
-    ).returning(LicenceUsage)
-    rows = session.scalars(stmt, execution_options={"populate_existing": True}).all()
-    return {r.licence_id: r for r in rows}
+            "id": tally.id,
+            "calls": tally.calls,
+            "denied": tally.denied,
+            "keys": tally.keys,
+            "found": tally.found,
+            "subjects": tally.subjects,
+            "sequential": tally.sequential,
+            "delivered": tally.delivered_records,
+            "tokens": tally.tokens,
+            "at": tally.at,
+            "denials": json.dumps(tally.denials, sort_keys=True),
+        },
+    )
 
 
 def _known_subjects(
@@ -211,16 +227,6 @@ def _known_subjects(
 ) -> set[bytes]:
     known: set[bytes] = set()
     items = sorted(khashes)
-    if session.get_bind().dialect.name == "postgresql":
-        # One array parameter instead of hundreds of bound values: one plan, one round trip.
-        found = session.execute(
-            text(
-                "SELECT khash FROM licence_subjects WHERE licence_id = :l AND day = :d "
-                "AND khash = ANY(CAST(:ks AS bytea[]))"
-            ),
-            {"l": licence_id, "d": day, "ks": items},
-        )
-        return {bytes(r[0]) for r in found}
     for i in range(0, len(items), 500):
         chunk = items[i : i + 500]
         known.update(
@@ -237,8 +243,10 @@ def _known_subjects(
 
 @dataclass
 class _Tally:
-    """A usage row's counters while a group commit decides (plain ints: ORM sets are slow)."""
+    """A usage row's counters while a group commit decides them."""
 
+    id: int
+    licence_id: int
     calls: int
     denied: int
     keys: int
@@ -251,55 +259,51 @@ class _Tally:
     denials: dict[str, int]
 
     @classmethod
-    def of(cls, u: LicenceUsage) -> _Tally:
-        """The counters of a usage row."""
+    def of(cls, row: Any) -> _Tally:
+        """The counters of a ``licence_usage`` row (JSON comes back as text on SQLite)."""
+        denials = row.denials
+        if isinstance(denials, str):
+            denials = json.loads(denials or "{}")
         return cls(
-            u.calls,
-            u.denied,
-            u.keys,
-            u.found,
-            u.subjects,
-            u.sequential,
-            u.delivered_records,
-            u.bucket_tokens,
-            u.bucket_at,
-            dict(u.denials or {}),
+            row.id,
+            row.licence_id,
+            row.calls,
+            row.denied,
+            row.keys,
+            row.found,
+            row.subjects,
+            row.sequential,
+            row.delivered_records,
+            float(row.bucket_tokens),
+            float(row.bucket_at),
+            dict(denials or {}),
         )
 
-    def store(self, u: LicenceUsage) -> None:
-        """Write the counters back to the row (once per licence and commit)."""
-        u.calls, u.denied, u.keys, u.found = self.calls, self.denied, self.keys, self.found
-        u.subjects, u.sequential = self.subjects, self.sequential
-        u.delivered_records = self.delivered_records
-        u.bucket_tokens, u.bucket_at = self.tokens, self.at
-        if self.denials != (u.denials or {}):
-            u.denials = self.denials
+
+def _claim_subjects(
+    session: Session, licence_id: int, day: date, khashes: set[bytes]
+) -> set[bytes]:
+    """Insert the subjects of a licence's day (PostgreSQL); return those that were new."""
+    rows = session.execute(
+        text(
+            "INSERT INTO licence_subjects (licence_id, day, khash) "
+            "SELECT :l, :d, k FROM unnest(CAST(:ks AS bytea[])) AS k "
+            "ON CONFLICT DO NOTHING RETURNING khash"
+        ),
+        {"l": licence_id, "d": day, "ks": sorted(khashes)},
+    )
+    return {bytes(r[0]) for r in rows}
 
 
 def _insert_subjects(session: Session, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    if session.get_bind().dialect.name == "postgresql":
-        by_licence: dict[int, list[bytes]] = defaultdict(list)
-        for r in rows:
-            by_licence[r["licence_id"]].append(r["khash"])
-        for lid, ks in by_licence.items():
-            session.execute(
-                text(
-                    "INSERT INTO licence_subjects (licence_id, day, khash) "
-                    "SELECT :l, :d, k FROM unnest(CAST(:ks AS bytea[])) AS k "
-                    "ON CONFLICT DO NOTHING"
-                ),
-                {"l": lid, "d": rows[0]["day"], "ks": ks},
-            )
-        return
-    session.execute(
-        text(
-            "INSERT INTO licence_subjects (licence_id, day, khash) "
-            "VALUES (:licence_id, :day, :khash) ON CONFLICT DO NOTHING"
-        ),
-        rows,
-    )
+    if rows:
+        session.execute(
+            text(
+                "INSERT INTO licence_subjects (licence_id, day, khash) "
+                "VALUES (:licence_id, :day, :khash) ON CONFLICT DO NOTHING"
+            ),
+            rows,
+        )
 
 
 def commit_calls(
@@ -309,13 +313,22 @@ def commit_calls(
     day = today()
     now = time.time()
     metered = {e.licence_id for e in events if e.licence_id is not None}
-    rows = _usage_rows(session, metered, day)
-    usage = {lid: _Tally.of(u) for lid, u in rows.items()}
+    usage = _usage_rows(session, metered, day)
     wanted: dict[int, set[bytes]] = defaultdict(set)
     for e in events:
         if e.licence_id is not None and e.outcome == "allowed" and e.khashes:
             wanted[e.licence_id].update(e.khashes)
-    known = {lid: _known_subjects(session, lid, day, ks) for lid, ks in wanted.items()}
+    pg = session.get_bind().dialect.name == "postgresql"
+    claimed: dict[int, set[bytes]] = {}
+    if pg:
+        # Insert first and learn which subjects are new today from RETURNING: the unique index
+        # answers, whatever the planner's statistics say (a SELECT ... = ANY() was planned as a
+        # filter over the whole day while the table's statistics were stale). Subjects of calls
+        # refused below are deleted again before the commit.
+        claimed = {lid: _claim_subjects(session, lid, day, ks) for lid, ks in wanted.items()}
+        known = {lid: wanted[lid] - claimed[lid] for lid in wanted}
+    else:
+        known = {lid: _known_subjects(session, lid, day, ks) for lid, ks in wanted.items()}
     new_subjects: list[dict[str, Any]] = []
     decisions: list[Decision] = []
     for e in events:
@@ -374,17 +387,32 @@ def commit_calls(
             detail=detail,
         )
         decisions.append(Decision(outcome, code, retry))
-    _insert_subjects(session, new_subjects)
-    for lid, row in rows.items():
-        usage[lid].store(row)
-        _maybe_alert(session, lid, day, row, events)
+    if pg:
+        used: dict[int, set[bytes]] = defaultdict(set)
+        for r in new_subjects:
+            used[r["licence_id"]].add(r["khash"])
+        for lid, ks in claimed.items():
+            unused = ks - used[lid]
+            if unused:
+                session.execute(
+                    text(
+                        "DELETE FROM licence_subjects WHERE licence_id = :l AND day = :d "
+                        "AND khash = ANY(CAST(:ks AS bytea[]))"
+                    ),
+                    {"l": lid, "d": day, "ks": sorted(unused)},
+                )
+    else:
+        _insert_subjects(session, new_subjects)
+    for lid, tally in usage.items():
+        _store_usage(session, tally)
+        _maybe_alert(session, lid, day, tally, events)
     if commit:
         session.commit()
     return decisions
 
 
 def _maybe_alert(
-    session: Session, licence_id: int, day: date, u: LicenceUsage, events: list[CallEvent]
+    session: Session, licence_id: int, day: date, u: _Tally, events: list[CallEvent]
 ) -> None:
     """Raise (once per day and kind) the alerts of bulk enumeration patterns."""
     limits = next((e.limits for e in events if e.licence_id == licence_id and e.limits), None)
