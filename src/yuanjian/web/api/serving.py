@@ -271,23 +271,31 @@ async def lookup_one(request: Request, code: str, key: str) -> Response:
         sequential=rt.sequential(auth.licence.id, [key], key_type),
         detail={} if records else {"unknown_keys": 1},
     )
-    try:
-        decision = await _record(rt, ev)
-    except ServingDenied as exc:
-        return _problem(request, exc)
-    if decision.outcome != "allowed":
-        return _problem(
-            request,
-            denied(
-                decision.code or "over_quota",
-                _QUOTA_TEXT.get(decision.code or "", "refused"),
-                retry_after=decision.retry_after,
-            ),
-        )
+    refused = await _decided(request, rt, ev)
+    if refused is not None:
+        return refused
     head = _head(auth)
     if not records:
         return _json({**head, "code": "unknown_key", "detail": "no such subject"}, 404)
     return _json({**head, "subject_hash": khashes[0].hex(), "records": records})
+
+
+async def _decided(request: Request, rt: ServingRuntime, ev: Any) -> Response | None:
+    """Record an answered call; the refusal to send if its group commit denied it, else None."""
+    try:
+        decision = await _record(rt, ev)
+    except ServingDenied as exc:
+        return _problem(request, exc)
+    if decision.outcome == "allowed":
+        return None
+    return _problem(
+        request,
+        denied(
+            decision.code or "over_quota",
+            _QUOTA_TEXT.get(decision.code or "", "refused"),
+            retry_after=decision.retry_after,
+        ),
+    )
 
 
 _QUOTA_TEXT = {
@@ -391,19 +399,9 @@ async def lookup_batch(request: Request, code: str) -> Response:
         found=hits,
         sequential=rt.sequential(auth.licence.id, keys, key_type),
     )
-    try:
-        decision = await _record(rt, ev)
-    except ServingDenied as exc:
-        return _problem(request, exc)
-    if decision.outcome != "allowed":
-        return _problem(
-            request,
-            denied(
-                decision.code or "over_quota",
-                _QUOTA_TEXT.get(decision.code or "", "refused"),
-                retry_after=decision.retry_after,
-            ),
-        )
+    refused = await _decided(request, rt, ev)
+    if refused is not None:
+        return refused
     return _json(
         {**_head(auth), "found": hits, "not_found": len(khashes) - hits, "results": results}
     )
