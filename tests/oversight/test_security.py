@@ -39,25 +39,51 @@ def _audit(instance: Instance, action: str, outcome: str = "allowed") -> list[di
         return [json.loads(e.payload) for e in rows]
 
 
+def _plan(s, actor: Actor, **fields):
+    """Adopt a plan; fields not given are a valid "x"."""
+    return security.create_plan(
+        session=s, actor=actor, **{"title": "x", "scope": "x", "document": "x", **fields}
+    )
+
+
+def _drill(s, actor: Actor, plan_id: int, scheduled_for, title: str = "x"):
+    return security.schedule_drill(
+        session=s, actor=actor, plan_id=plan_id, title=title, scheduled_for=scheduled_for
+    )
+
+
+def _hold(s, actor: Actor, drill_id: int, *, held_on=TODAY, participants="王敏", findings="x"):
+    """Record a drill as held; what is not given is valid."""
+    return security.record_drill(
+        session=s,
+        actor=actor,
+        drill_id=drill_id,
+        held_on=held_on,
+        participants=participants,
+        findings=findings,
+    )
+
+
+def _train(s, actor: Actor, staff_id: int, *, course="x", completed_on=TODAY, **kw):
+    """Record a training; ``hours`` is the service's default unless given."""
+    return security.record_training(
+        session=s, actor=actor, staff_id=staff_id, course=course, completed_on=completed_on, **kw
+    )
+
+
 def _system(instance: Instance, admin: Actor) -> dict[str, int]:
     """A plan (review yearly, drill every 90 days), a scheduled drill, a trained staff member."""
     with instance.sessions() as s:
-        plan = security.create_plan(
-            session=s,
-            actor=admin,
+        plan = _plan(
+            s,
+            admin,
             title="数据安全事件应急预案",
             scope="平台全部数据资源与服务",
             document="一、组织机构\n二、响应流程",
             review_every_days=365,
             drill_every_days=90,
         )
-        drill = security.schedule_drill(
-            session=s,
-            actor=admin,
-            plan_id=plan.id,
-            title="季度演练",
-            scheduled_for=TODAY + timedelta(days=10),
-        )
+        drill = _drill(s, admin, plan.id, TODAY + timedelta(days=10), title="季度演练")
         staff = security.add_staff(
             session=s,
             actor=admin,
@@ -66,14 +92,7 @@ def _system(instance: Instance, admin: Actor) -> dict[str, int]:
             contact="wangmin@example.cn",
             training_every_days=180,
         )
-        security.record_training(
-            session=s,
-            actor=admin,
-            staff_id=staff.id,
-            course="应急处置培训",
-            completed_on=TODAY,
-            hours=4,
-        )
+        _train(s, admin, staff.id, course="应急处置培训", hours=4)
         return {"plan": plan.id, "drill": drill.id, "staff": staff.id}
 
 
@@ -102,94 +121,20 @@ def test_plans_are_versioned_and_every_version_is_kept(instance: Instance, admin
 def test_bad_input_names_the_field(instance: Instance, admin: Actor) -> None:
     ids = _system(instance, admin)
     cases = [
-        (
-            lambda s: security.create_plan(
-                session=s, actor=admin, title="", scope="x", document="x"
-            ),
-            "title",
-        ),
-        (
-            lambda s: security.create_plan(
-                session=s, actor=admin, title="x", scope="x", document="x", review_every_days=0
-            ),
-            "review_every_days",
-        ),
-        (
-            lambda s: security.schedule_drill(
-                session=s, actor=admin, plan_id=ids["plan"], title="x", scheduled_for="明天"
-            ),
-            "scheduled_for",
-        ),
-        (
-            lambda s: security.schedule_drill(
-                session=s,
-                actor=admin,
-                plan_id=ids["plan"],
-                title="x",
-                scheduled_for=TODAY - timedelta(days=1),
-            ),
-            "scheduled_for",
-        ),
-        (
-            lambda s: security.schedule_drill(
-                session=s, actor=admin, plan_id=999, title="x", scheduled_for=TODAY
-            ),
-            "plan_id",
-        ),
-        (
-            lambda s: security.record_drill(
-                session=s,
-                actor=admin,
-                drill_id=ids["drill"],
-                held_on=TODAY,
-                participants="",
-                findings="x",
-            ),
-            "participants",
-        ),
-        (
-            lambda s: security.record_drill(
-                session=s,
-                actor=admin,
-                drill_id=ids["drill"],
-                held_on=TODAY + timedelta(days=3),
-                participants="王敏",
-                findings="x",
-            ),
-            "held_on",
-        ),
-        (
-            lambda s: security.record_drill(
-                session=s,
-                actor=admin,
-                drill_id=ids["drill"],
-                held_on=TODAY,
-                participants="王敏",
-                findings=" ",
-            ),
-            "findings",
-        ),
+        (lambda s: _plan(s, admin, title=""), "title"),
+        (lambda s: _plan(s, admin, review_every_days=0), "review_every_days"),
+        (lambda s: _drill(s, admin, ids["plan"], "明天"), "scheduled_for"),
+        (lambda s: _drill(s, admin, ids["plan"], TODAY - timedelta(days=1)), "scheduled_for"),
+        (lambda s: _drill(s, admin, 999, TODAY), "plan_id"),
+        (lambda s: _hold(s, admin, ids["drill"], participants=""), "participants"),
+        (lambda s: _hold(s, admin, ids["drill"], held_on=TODAY + timedelta(days=3)), "held_on"),
+        (lambda s: _hold(s, admin, ids["drill"], findings=" "), "findings"),
         (
             lambda s: security.add_staff(session=s, actor=admin, name="x", duty="x", contact=""),
             "contact",
         ),
-        (
-            lambda s: security.record_training(
-                session=s, actor=admin, staff_id=ids["staff"], course="x", completed_on="x"
-            ),
-            "completed_on",
-        ),
-        (
-            lambda s: security.record_training(
-                session=s,
-                actor=admin,
-                staff_id=ids["staff"],
-                course="x",
-                completed_on=TODAY,
-                hours=0,
-            ),
-            "hours",
-        ),
+        (lambda s: _train(s, admin, ids["staff"], completed_on="x"), "completed_on"),
+        (lambda s: _train(s, admin, ids["staff"], hours=0), "hours"),
     ]
     for attempt, field in cases:
         with instance.sessions() as s, pytest.raises(ValidationFailed) as err:
@@ -218,23 +163,15 @@ def test_overdue_reminders_of_each_kind(instance: Instance, admin: Actor) -> Non
         assert review.link == f"/security/plans#plan-{ids['plan']}"
     # Holding the drill clears both drill reminders (the plan's clock restarts).
     with instance.sessions() as s:
-        security.record_drill(
-            session=s,
-            actor=admin,
-            drill_id=ids["drill"],
-            held_on=TODAY,
+        _hold(
+            s,
+            admin,
+            ids["drill"],
             participants="王敏，陈磊",
             findings="通知链路畅通；改进：补充夜间值班表。",
         )
         with pytest.raises(Conflict):
-            security.record_drill(
-                session=s,
-                actor=admin,
-                drill_id=ids["drill"],
-                held_on=TODAY,
-                participants="王敏",
-                findings="再次",
-            )
+            _hold(s, admin, ids["drill"], findings="再次")
         kinds = {r.kind for r in security.overdue(s, TODAY + timedelta(days=60))}
         assert kinds == set()
     # A staff member without any training is overdue from the day after joining.
@@ -334,21 +271,10 @@ def test_component_developer_cannot_touch_the_security_system(
     ids = _system(instance, admin)
     dev = actor_of(instance, world.user(Role.COMPONENT_DEVELOPER).username)
     attempts = {
-        "security.plan.create": lambda s: security.create_plan(
-            session=s, actor=dev, title="x", scope="x", document="x"
-        ),
+        "security.plan.create": lambda s: _plan(s, dev),
         "security.plan.list": lambda s: security.list_plans(session=s, actor=dev),
-        "security.drill.record": lambda s: security.record_drill(
-            session=s,
-            actor=dev,
-            drill_id=ids["drill"],
-            held_on=TODAY,
-            participants="x",
-            findings="x",
-        ),
-        "security.training.record": lambda s: security.record_training(
-            session=s, actor=dev, staff_id=ids["staff"], course="x", completed_on=TODAY
-        ),
+        "security.drill.record": lambda s: _hold(s, dev, ids["drill"], participants="x"),
+        "security.training.record": lambda s: _train(s, dev, ids["staff"]),
         "security.reminders": lambda s: security.deliver_reminders(session=s, actor=dev),
     }
     for action, attempt in attempts.items():

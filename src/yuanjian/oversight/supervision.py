@@ -144,84 +144,56 @@ def apply_status(
     return StatusChange(object_type, oid, action, before, after, reason, tuple(sorted(orgs)))
 
 
+def _change(
+    session: Session, actor: Actor, object_type: str, object_id: str | int, action: str, reason: str
+) -> StatusChange:
+    """The shortcuts below: ``change_status`` of one kind of object and one action."""
+    return change_status(
+        session=session,
+        actor=actor,
+        object_type=object_type,
+        object_id=object_id,
+        action=action,
+        reason=reason,
+    )
+
+
 def suspend_organization(
     *, session: Session, actor: Actor, org_id: int, reason: str
 ) -> StatusChange:
     """Suspend a developer or third-party reviewer organization."""
-    return change_status(
-        session=session,
-        actor=actor,
-        object_type="organization",
-        object_id=org_id,
-        action="suspend",
-        reason=reason,
-    )
+    return _change(session, actor, "organization", org_id, "suspend", reason)
 
 
 def reinstate_organization(
     *, session: Session, actor: Actor, org_id: int, reason: str
 ) -> StatusChange:
     """Reinstate a suspended organization."""
-    return change_status(
-        session=session,
-        actor=actor,
-        object_type="organization",
-        object_id=org_id,
-        action="reinstate",
-        reason=reason,
-    )
+    return _change(session, actor, "organization", org_id, "reinstate", reason)
 
 
 def suspend_component(*, session: Session, actor: Actor, code: str, reason: str) -> StatusChange:
     """Suspend a component: it is not served until reinstated."""
-    return change_status(
-        session=session,
-        actor=actor,
-        object_type="component",
-        object_id=code,
-        action="suspend",
-        reason=reason,
-    )
+    return _change(session, actor, "component", code, "suspend", reason)
 
 
 def reinstate_component(*, session: Session, actor: Actor, code: str, reason: str) -> StatusChange:
     """Reinstate a suspended component."""
-    return change_status(
-        session=session,
-        actor=actor,
-        object_type="component",
-        object_id=code,
-        action="reinstate",
-        reason=reason,
-    )
+    return _change(session, actor, "component", code, "reinstate", reason)
 
 
 def suspend_licence(
     *, session: Session, actor: Actor, licence_id: int, reason: str
 ) -> StatusChange:
     """Suspend a licence: its calls are refused with licence_suspended."""
-    return change_status(
-        session=session,
-        actor=actor,
-        object_type="licence",
-        object_id=licence_id,
-        action="suspend",
-        reason=reason,
-    )
+    return _change(session, actor, "licence", licence_id, "suspend", reason)
 
 
 def reinstate_licence(
     *, session: Session, actor: Actor, licence_id: int, reason: str
 ) -> StatusChange:
     """Reinstate a suspended licence."""
-    return change_status(
-        session=session,
-        actor=actor,
-        object_type="licence",
-        object_id=licence_id,
-        action="reinstate",
-        reason=reason,
-    )
+    return _change(session, actor, "licence", licence_id, "reinstate", reason)
 
 
 def suspended(*, session: Session, actor: Actor) -> dict[str, list[dict[str, Any]]]:

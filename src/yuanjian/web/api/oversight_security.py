@@ -99,6 +99,20 @@ class TrainingIn(Strict):
 # ---------------------------------------------------------------- supervision (Art. 24)
 
 
+def _supervise(
+    session: Session, actor: Actor, object_type: str, object_id: str | int, action: str, reason: str
+) -> dict[str, Any]:
+    """Suspend or reinstate one object and answer with what changed."""
+    return supervision.change_status(
+        session=session,
+        actor=actor,
+        object_type=object_type,
+        object_id=object_id,
+        action=action,
+        reason=reason,
+    ).as_dict()
+
+
 @router.get("/oversight/suspended")
 def suspended_objects(
     actor: Actor = Depends(requires(Permission.OVERSIGHT_READ)),
@@ -117,14 +131,7 @@ def supervise_organization(
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
     """Suspend or reinstate (``action``) a developer or reviewer organization, with a reason."""
-    return supervision.change_status(
-        session=session,
-        actor=actor,
-        object_type="organization",
-        object_id=org_id,
-        action=action,
-        reason=body.reason,
-    ).as_dict()
+    return _supervise(session, actor, "organization", org_id, action, body.reason)
 
 
 @router.post("/oversight/components/{code}/{action}")
@@ -136,14 +143,7 @@ def supervise_component(
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
     """Suspend or reinstate (``action``) a component, with a reason."""
-    return supervision.change_status(
-        session=session,
-        actor=actor,
-        object_type="component",
-        object_id=code,
-        action=action,
-        reason=body.reason,
-    ).as_dict()
+    return _supervise(session, actor, "component", code, action, body.reason)
 
 
 @router.post("/oversight/licences/{licence_id}/{action}")
@@ -155,14 +155,7 @@ def supervise_licence(
     session: Session = Depends(get_session),
 ) -> dict[str, Any]:
     """Suspend or reinstate (``action``) a licence, with a reason."""
-    return supervision.change_status(
-        session=session,
-        actor=actor,
-        object_type="licence",
-        object_id=licence_id,
-        action=action,
-        reason=body.reason,
-    ).as_dict()
+    return _supervise(session, actor, "licence", licence_id, action, body.reason)
 
 
 # ---------------------------------------------------------------- incidents (Art. 27)

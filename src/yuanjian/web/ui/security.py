@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -69,6 +70,37 @@ def _attempt(
             raise
         session.rollback()
         return None, _errors(exc), exc.status
+
+
+def _submit(
+    session: Session,
+    fn: Callable[[], Any],
+    target: str,
+    on_error: Callable[..., Response],
+) -> Response:
+    """Run a form's service call: see ``target`` on success; on a domain error ``on_error``
+    re-renders the page, called with ``errors=`` and ``status=``."""
+    _, errors, status = _attempt(session, fn)
+    if errors:
+        return on_error(errors=errors, status=status)
+    return RedirectResponse(target, status_code=303)
+
+
+def _form_page(
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    *,
+    errors: list[dict[str, Any]] | None,
+    status: int,
+) -> Response:
+    """A page with a form: its context, the form's errors and the result ?done= announces."""
+    return render(
+        request,
+        template,
+        {**context, "errors": errors or [], "done": _done(request)},
+        status=status,
+    )
 
 
 # ---------------------------------------------------------------- incidents
@@ -157,18 +189,7 @@ def incident_report(
     inc, errors, status = _attempt(
         session,
         lambda: incidents.report_incident(
-            session=session,
-            actor=actor,
-            title=title,
-            kind=kind,
-            severity=severity,
-            description=description,
-            discovered_at=discovered_at,
-            components=components,
-            licences=licences,
-            samples=samples,
-            subjects=subjects,
-            drill_id=drill_id or None,
+            session=session, actor=actor, **{**form, "drill_id": drill_id or None}
         ),
     )
     if errors:
@@ -388,7 +409,7 @@ def _plans_page(
 ) -> Response:
     plans = security.list_plans(session=session, actor=actor)
     reminders = security.overdue(session)
-    return render(
+    return _form_page(
         request,
         "security_plans.html",
         {
@@ -398,9 +419,8 @@ def _plans_page(
             },
             "overdue": _overdue_by(reminders, "emergency_plan"),
             "form": form or {},
-            "errors": errors or [],
-            "done": _done(request),
         },
+        errors=errors,
         status=status,
     )
 
@@ -434,21 +454,12 @@ def plan_create(
         "review_every_days": review_every_days,
         "drill_every_days": drill_every_days,
     }
-    _, errors, status = _attempt(
+    return _submit(
         session,
-        lambda: security.create_plan(
-            session=session,
-            actor=actor,
-            title=title,
-            scope=scope,
-            document=document,
-            review_every_days=review_every_days,  # type: ignore[arg-type]
-            drill_every_days=drill_every_days,  # type: ignore[arg-type]
-        ),
+        lambda: security.create_plan(session=session, actor=actor, **form),
+        "/security/plans?done=plan",
+        partial(_plans_page, request, session, actor, form=form),
     )
-    if errors:
-        return _plans_page(request, session, actor, form=form, errors=errors, status=status)
-    return RedirectResponse("/security/plans?done=plan", status_code=303)
 
 
 def _plan_page(
@@ -461,7 +472,7 @@ def _plan_page(
     status: int = 200,
 ) -> Response:
     plan = security.get_plan(session=session, actor=actor, plan_id=plan_id)
-    return render(
+    return _form_page(
         request,
         "security_plan.html",
         {
@@ -469,9 +480,8 @@ def _plan_page(
             "history": security.plan_history(session=session, actor=actor, plan_id=plan_id),
             "drills": security.list_drills(session=session, actor=actor, plan_id=plan_id),
             "overdue": _overdue_by(security.overdue(session), "emergency_plan").get(plan.id, []),
-            "errors": errors or [],
-            "done": _done(request),
         },
+        errors=errors,
         status=status,
     )
 
@@ -496,15 +506,14 @@ def plan_revise(
     session: Session = Depends(get_session),
 ) -> Response:
     """A new version of the plan."""
-    _, errors, status = _attempt(
+    return _submit(
         session,
         lambda: security.revise_plan(
             session=session, actor=actor, plan_id=plan_id, document=document
         ),
+        f"/security/plans/{plan_id}?done=revised",
+        partial(_plan_page, request, session, actor, plan_id),
     )
-    if errors:
-        return _plan_page(request, session, actor, plan_id, errors=errors, status=status)
-    return RedirectResponse(f"/security/plans/{plan_id}?done=revised", status_code=303)
 
 
 @router.post("/security/plans/{plan_id}/review", response_class=HTMLResponse)
@@ -516,13 +525,12 @@ def plan_review(
     session: Session = Depends(get_session),
 ) -> Response:
     """Record that the plan was reviewed and still stands."""
-    _, errors, status = _attempt(
+    return _submit(
         session,
         lambda: security.review_plan(session=session, actor=actor, plan_id=plan_id, note=note),
+        f"/security/plans/{plan_id}?done=reviewed",
+        partial(_plan_page, request, session, actor, plan_id),
     )
-    if errors:
-        return _plan_page(request, session, actor, plan_id, errors=errors, status=status)
-    return RedirectResponse(f"/security/plans/{plan_id}?done=reviewed", status_code=303)
 
 
 def _drills_page(
@@ -536,7 +544,7 @@ def _drills_page(
 ) -> Response:
     drills = security.list_drills(session=session, actor=actor)
     plans = {p.id: p for p in security.list_plans(session=session, actor=actor)}
-    return render(
+    return _form_page(
         request,
         "security_drills.html",
         {
@@ -545,9 +553,8 @@ def _drills_page(
             "incidents": security.drill_incidents(session, [d.id for d in drills]),
             "overdue": _overdue_by(security.overdue(session), "drill"),
             "form": form or {},
-            "errors": errors or [],
-            "done": _done(request),
         },
+        errors=errors,
         status=status,
     )
 
@@ -573,19 +580,12 @@ def drill_schedule(
 ) -> Response:
     """Schedule a drill."""
     form = {"plan_id": plan_id, "title": title, "scheduled_for": scheduled_for}
-    _, errors, status = _attempt(
+    return _submit(
         session,
-        lambda: security.schedule_drill(
-            session=session,
-            actor=actor,
-            plan_id=plan_id,  # type: ignore[arg-type]
-            title=title,
-            scheduled_for=scheduled_for,
-        ),
+        lambda: security.schedule_drill(session=session, actor=actor, **form),
+        "/security/drills?done=drill",
+        partial(_drills_page, request, session, actor, form=form),
     )
-    if errors:
-        return _drills_page(request, session, actor, form=form, errors=errors, status=status)
-    return RedirectResponse("/security/drills?done=drill", status_code=303)
 
 
 @router.post("/security/drills/{drill_id}/held", response_class=HTMLResponse)
@@ -599,7 +599,7 @@ def drill_record(
     session: Session = Depends(get_session),
 ) -> Response:
     """Record a drill as held."""
-    _, errors, status = _attempt(
+    return _submit(
         session,
         lambda: security.record_drill(
             session=session,
@@ -609,10 +609,9 @@ def drill_record(
             participants=participants,
             findings=findings,
         ),
+        f"/security/drills?done=held#drill-{drill_id}",
+        partial(_drills_page, request, session, actor),
     )
-    if errors:
-        return _drills_page(request, session, actor, errors=errors, status=status)
-    return RedirectResponse(f"/security/drills?done=held#drill-{drill_id}", status_code=303)
 
 
 @router.post("/security/drills/{drill_id}/cancel", response_class=HTMLResponse)
@@ -624,15 +623,14 @@ def drill_cancel(
     session: Session = Depends(get_session),
 ) -> Response:
     """Cancel a scheduled drill."""
-    _, errors, status = _attempt(
+    return _submit(
         session,
         lambda: security.cancel_drill(
             session=session, actor=actor, drill_id=drill_id, reason=reason
         ),
+        "/security/drills?done=cancelled",
+        partial(_drills_page, request, session, actor),
     )
-    if errors:
-        return _drills_page(request, session, actor, errors=errors, status=status)
-    return RedirectResponse("/security/drills?done=cancelled", status_code=303)
 
 
 def _staff_page(
@@ -644,7 +642,7 @@ def _staff_page(
     errors: list[dict[str, Any]] | None = None,
     status: int = 200,
 ) -> Response:
-    return render(
+    return _form_page(
         request,
         "security_staff.html",
         {
@@ -652,9 +650,8 @@ def _staff_page(
             "last": security.last_training(session),
             "overdue": _overdue_by(security.overdue(session), "security_staff"),
             "form": form or {},
-            "errors": errors or [],
-            "done": _done(request),
         },
+        errors=errors,
         status=status,
     )
 
@@ -686,20 +683,12 @@ def staff_add(
         "contact": contact,
         "training_every_days": training_every_days,
     }
-    _, errors, status = _attempt(
+    return _submit(
         session,
-        lambda: security.add_staff(
-            session=session,
-            actor=actor,
-            name=name,
-            duty=duty,
-            contact=contact,
-            training_every_days=training_every_days,  # type: ignore[arg-type]
-        ),
+        lambda: security.add_staff(session=session, actor=actor, **form),
+        "/security/staff?done=staff",
+        partial(_staff_page, request, session, actor, form=form),
     )
-    if errors:
-        return _staff_page(request, session, actor, form=form, errors=errors, status=status)
-    return RedirectResponse("/security/staff?done=staff", status_code=303)
 
 
 @router.post("/security/staff/{staff_id}/training", response_class=HTMLResponse)
@@ -713,7 +702,7 @@ def training_record(
     session: Session = Depends(get_session),
 ) -> Response:
     """Record a training a staff member completed."""
-    _, errors, status = _attempt(
+    return _submit(
         session,
         lambda: security.record_training(
             session=session,
@@ -723,10 +712,9 @@ def training_record(
             completed_on=completed_on,
             hours=hours,
         ),
+        f"/security/staff?done=training#staff-{staff_id}",
+        partial(_staff_page, request, session, actor),
     )
-    if errors:
-        return _staff_page(request, session, actor, errors=errors, status=status)
-    return RedirectResponse(f"/security/staff?done=training#staff-{staff_id}", status_code=303)
 
 
 @router.get("/security/training", response_class=HTMLResponse)
@@ -771,7 +759,7 @@ def _supervision_page(
         .where(Licence.status.in_(("active", "suspended")))
         .order_by(Licence.id.desc())
     ).all()
-    return render(
+    return _form_page(
         request,
         "security_supervision.html",
         {
@@ -781,9 +769,8 @@ def _supervision_page(
             "licences": lics,
             "suspended": supervision.suspended(session=session, actor=actor),
             "form": form or {},
-            "errors": errors or [],
-            "done": _done(request),
         },
+        errors=errors,
         status=status,
     )
 
@@ -813,7 +800,7 @@ def supervision_act(
     if not object_id.strip():
         errors = [{"field": "object_id", "message": "object_id is required"}]
         return _supervision_page(request, session, actor, form=form, errors=errors, status=422)
-    _, errors, status = _attempt(
+    return _submit(
         session,
         lambda: supervision.change_status(
             session=session,
@@ -823,7 +810,6 @@ def supervision_act(
             action=action,
             reason=reason,
         ),
+        f"/oversight/supervision?done={action}",
+        partial(_supervision_page, request, session, actor, form=form),
     )
-    if errors:
-        return _supervision_page(request, session, actor, form=form, errors=errors, status=status)
-    return RedirectResponse(f"/oversight/supervision?done={action}", status_code=303)
