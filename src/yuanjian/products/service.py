@@ -362,11 +362,7 @@ def change_licence_status(
     if lic is None:
         raise NotFound(f"licence {licence_id} not found")
     why = clean_text(reason, "reason", max_len=2000) or ""
-    allowed_from, to = _TRANSITIONS[action]
-    if lic.status not in allowed_from:
-        raise Conflict(f"licence {lic.id} is {lic.status}; cannot {action}", field="status")
-    before = lic.status
-    lic.status, lic.status_reason, lic.status_changed_at = to, why, utcnow()
+    before, to = apply_licence_status(lic, action, why)
     audit.record(
         session,
         actor,
