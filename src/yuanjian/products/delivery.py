@@ -133,7 +133,7 @@ def request(
         target=produce, args=(runtime, d.id, key, auth.actor), name=f"delivery-{d.id}", daemon=True
     )
     t.start()
-    runtime.__dict__.setdefault("delivery_threads", []).append(t)
+    runtime.delivery_threads.append(t)
     return d
 
 

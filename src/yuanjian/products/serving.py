@@ -175,6 +175,7 @@ class ServingRuntime:
         self._tokens: dict[str, credentials.TokenClaims] = {}
         self._hasher: stores.SubjectHasher | None = None
         self._lock = threading.Lock()
+        self.delivery_threads: list[threading.Thread] = []
 
     @property
     def serving_key(self) -> bytes:

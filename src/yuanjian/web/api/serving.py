@@ -155,11 +155,6 @@ def _purpose(request: Request, body: dict[str, Any] | None = None) -> str | None
     )
 
 
-def _licensed(fn: Any) -> Any:
-    """Mark a route as authenticated by serving tokens (checked by the handler itself)."""
-    return licensed(fn)
-
-
 # ---------------------------------------------------------------- token
 
 
@@ -218,7 +213,7 @@ async def token(request: Request) -> Response:
 
 
 @router.get("/serve/v1/components/{code}/subjects/{key}", name="serving.lookup")
-@_licensed
+@licensed
 async def lookup_one(request: Request, code: str, key: str) -> Response:
     """One subject's licensed fields (``?purpose=``; ``key_type=hash`` for a subject hash)."""
     rt = runtime(request)
@@ -324,7 +319,7 @@ def _head(auth: Authorized) -> dict[str, Any]:
         }
     },
 )
-@_licensed
+@licensed
 async def lookup_batch(request: Request, code: str) -> Response:
     """Up to 1,000 subjects' licensed fields in one call."""
     rt = runtime(request)
@@ -421,7 +416,7 @@ async def lookup_batch(request: Request, code: str) -> Response:
         }
     },
 )
-@_licensed
+@licensed
 async def request_delivery(request: Request) -> Response:
     """Ask for a watermarked file of licensed fields (a key list or the whole scope)."""
     rt = runtime(request)
@@ -508,7 +503,7 @@ async def _for_delivery(
 
 
 @router.get("/serve/v1/deliveries/{delivery_id}", name="serving.delivery_status")
-@_licensed
+@licensed
 async def delivery_status(request: Request, delivery_id: int) -> Response:
     """The state of a delivery (queued, running, ready, failed, downloaded, expired)."""
     d, refused = await _for_delivery(
@@ -521,7 +516,7 @@ async def delivery_status(request: Request, delivery_id: int) -> Response:
 
 
 @router.get("/serve/v1/deliveries/{delivery_id}/file", name="serving.delivery_file")
-@_licensed
+@licensed
 async def delivery_file(request: Request, delivery_id: int) -> Response:
     """Download a ready delivery, once, within its window."""
     claimed, refused = await _for_delivery(
