@@ -533,7 +533,11 @@ def audit_prove(
         if cp is None:
             cp = log.issue_checkpoint(session, inst.audit)
         alg = log.read_head(session).alg
-        proof = log.inclusion_proof(session, index, cp.size, alg)
+        try:
+            proof = log.inclusion_proof(session, index, cp.size, alg)
+        except log.AuditLogError as exc:
+            fail(f"cannot prove entry {index}: {exc}", code=1)
+            return
         ok = merkle.verify_inclusion(
             merkle.leaf_hash(entry.payload.encode(), alg=alg),
             index,

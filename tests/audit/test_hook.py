@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 import rfc8785
@@ -105,3 +106,18 @@ def test_fast_canonical_json_equals_rfc8785(doc: dict) -> None:
     except rfc8785.CanonicalizationError:
         return
     assert audit.canonical_bytes(doc) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(
+        timezones=st.sampled_from(
+            [None, UTC, timezone(timedelta(hours=8)), timezone(timedelta(hours=-5, minutes=-30))]
+        )
+    )
+)
+def test_utc_iso_is_the_utc_isoformat(ts: datetime) -> None:
+    utc = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+    expected = utc.replace(tzinfo=None).isoformat(timespec="microseconds")
+    # Twice: the second call reads the per-second cache.
+    assert audit.utc_iso(ts) == expected == audit.utc_iso(ts)

@@ -106,7 +106,7 @@ def test_verify_passes_on_an_untouched_log(instance: Instance) -> None:
 
 
 def test_log_tables_refuse_update_and_delete(instance: Instance) -> None:
-    fill(instance, 3)
+    fill(instance, 16)  # enough entries for stored nodes (level 3 and up) to exist
     with instance.sessions() as s:
         log.issue_checkpoint(s, instance.audit)
     for sql in (
@@ -212,7 +212,9 @@ def test_log_refuses_to_sign_an_inconsistent_checkpoint(instance: Instance) -> N
         old = log.issue_checkpoint(s, instance.audit).size
     new = fill(instance, 5)
     # Rewrite history below the signed checkpoint: the next checkpoint must be refused.
-    level, k = next(key for key in merkle.plan_consistency(old, new) if key[0] > 0)
+    level, k = next(
+        key for key in merkle.plan_consistency(old, new) if key[0] >= log.STORED_MIN_LEVEL
+    )
     tamper(
         instance,
         "UPDATE audit_nodes SET hash = :h WHERE level = :l AND k = :k",
@@ -238,9 +240,14 @@ def test_cli_verify_exits_1_naming_the_index(instance: Instance, settings: Setti
     bad = runner.invoke(cli_app, ["audit", "verify"], env=env)
     assert bad.exit_code == 1
     assert "index 4" in bad.output
-    proof = runner.invoke(cli_app, ["audit", "prove", "2", "--json"], env=env)
+    # Entries far from the damage still prove; a neighbour whose proof needs the deleted
+    # entry is refused with a clear message, not a traceback.
+    proof = runner.invoke(cli_app, ["audit", "prove", "12", "--json"], env=env)
     assert proof.exit_code == 0, proof.output
     assert json.loads(proof.output)["verified"] is True
+    near = runner.invoke(cli_app, ["audit", "prove", "2"], env=env)
+    assert near.exit_code == 1
+    assert "cannot prove entry 2" in near.output and "audit verify" in near.output
 
 
 def test_sm3_log(tmp_path, empty_db_url: str) -> None:
@@ -273,3 +280,41 @@ def test_signing_key_is_private(settings: Settings) -> None:
     settings.audit_key_path.chmod(0o644)
     with pytest.raises(log.AuditLogError, match="0600"):
         log.load_signing_key(settings)
+
+
+def test_nodes_are_stored_from_level_three_and_derived_below(instance: Instance) -> None:
+    size = fill(instance, 40, batch=7)
+    with instance.sessions() as s:
+        levels = set(s.scalars(text("SELECT DISTINCT level FROM audit_nodes")))
+        assert levels and min(levels) == log.STORED_MIN_LEVEL
+        leaves = list(s.scalars(select(AuditEntry.leaf_hash).order_by(AuditEntry.idx)))
+        # Derived (levels 1, 2) and stored (3+) nodes both equal the reference subtree hashes.
+        keys = [(lv, k) for lv in range(1, 6) for k in range(size >> lv)]
+        nodes = log.fetch_nodes(s, keys)
+        for lv, k in keys:
+            assert nodes[(lv, k)] == merkle.root_hash(leaves[k << lv : (k + 1) << lv])
+
+
+def test_migration_0011_round_trip_keeps_the_log_verifiable(instance: Instance) -> None:
+    from alembic import command
+
+    from yuanjian.db import migrate
+
+    size = fill(instance, 40, batch=7)
+    with instance.sessions() as s:
+        log.issue_checkpoint(s, instance.audit)
+    cfg = migrate.alembic_config(instance.engine)
+    command.downgrade(cfg, "0010")
+    with instance.engine.connect() as conn:
+        per_level = dict(
+            conn.execute(text("SELECT level, count(*) FROM audit_nodes GROUP BY level")).all()
+        )
+    # The earlier layout: every inner level, recomputed from the entries by the downgrade.
+    assert per_level[1] == size // 2 and per_level[2] == size // 4
+    migrate.upgrade(instance.engine)
+    with instance.engine.connect() as conn:
+        low = conn.execute(text("SELECT count(*) FROM audit_nodes WHERE level < 3")).scalar()
+    assert low == 0
+    report = verify(instance)
+    assert report.ok, report.problems
+    assert report.entries_checked == size

@@ -39,11 +39,15 @@ from yuanjian.audit.note import (
     open_note,
     sign_note,
 )
-from yuanjian.audit.service import canonical_bytes
+from yuanjian.audit.service import AuditEvent, canonical_bytes, entry_document, utc_iso
 from yuanjian.config import Settings
 from yuanjian.db.types import utcnow
 
 HASH_SIZE = 32
+# Inner nodes are stored from this level up (subtrees of 8 leaves and more). Storing every level
+# would write one node per entry; from level 3 it is one per eight entries, and a proof reads at
+# most 2 + 4 extra leaf hashes in exchange (the idea of the tiles in Go's checksum database).
+STORED_MIN_LEVEL = 3
 APPEND_ONLY_TABLES = ("audit_entries", "audit_nodes", "audit_checkpoints", "audit_cosignatures")
 INFO_KEY = "yuanjian.audit.context"
 
@@ -208,20 +212,15 @@ def _raw_sql(dialect: str) -> _RawSql:
     return _RAW[dialect]
 
 
-def _db_time(ts: datetime, sqlite: bool) -> Any:
-    naive = ts.astimezone(UTC).replace(tzinfo=None)
-    # Same text form SQLAlchemy writes for SQLite DATETIME, so reads and range queries agree.
-    return naive.isoformat(" ", "microseconds") if sqlite else naive
-
-
-def append(session: Session, items: Sequence[tuple[dict[str, Any], dict[str, Any], bool]]) -> int:
-    """Append entries given as (column values, entry document, plain); return the first index.
+def append_events(session: Session, events: Sequence[AuditEvent]) -> int:
+    """Append queued audit events (the commit hook's path); return the first index.
 
     Runs inside the caller's transaction; the head row lock serializes writers, so indexes are
     dense, and a rolled-back transaction leaves no trace.
     """
     conn = session.connection()
     raw = _raw_sql(conn.dialect.name)
+    sqlite = raw.sqlite
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cur.execute(raw.head)
@@ -232,33 +231,40 @@ def append(session: Session, items: Sequence[tuple[dict[str, Any], dict[str, Any
         last_cp = int(row[3] or 0)
         entries = []
         leaves: list[bytes] = []
-        for offset, (values, doc, plain) in enumerate(items):
-            idx = start + offset
-            doc["index"] = idx
-            payload = canonical_bytes(doc, plain=plain)
+        idx = start
+        for event in events:
+            actor = event.actor
+            iso = utc_iso(event.ts)
+            payload = canonical_bytes(entry_document(idx, event, iso), plain=event.plain)
             leaf = merkle.leaf_hash(payload, alg=alg)
             leaves.append(leaf)
             entries.append(
                 (
                     idx,
-                    _db_time(values["ts"], raw.sqlite),
-                    values.get("actor_user_id"),
-                    values["actor_username"],
-                    values.get("actor_org_id"),
-                    values["action"],
-                    values.get("object_type"),
-                    values.get("object_id"),
-                    values["outcome"],
-                    values.get("request_id"),
+                    # SQLAlchemy's text form of a SQLite DATETIME, so reads and range queries
+                    # agree; PostgreSQL takes the naive UTC value.
+                    f"{iso[:10]} {iso[11:]}" if sqlite else datetime.fromisoformat(iso),
+                    actor.user_id,
+                    actor.username,
+                    actor.org_id,
+                    event.action,
+                    event.object_type,
+                    event.object_id,
+                    event.outcome,
+                    actor.request_id,
                     payload.decode("utf-8"),
                     leaf,
                 )
             )
+            idx += 1
         nodes, frontier = merkle.append_leaves(start, leaves, _split(bytes(row[2] or b"")), alg=alg)
         cur.executemany(raw.insert_entry, entries)
-        # Level-0 nodes are the entries' own leaf hashes: only inner nodes are stored.
-        cur.executemany(raw.insert_node, [n for n in nodes if n[0]])
-        new_size = start + len(entries)
+        # Level-0 nodes are the entries' own leaf hashes, and nodes below STORED_MIN_LEVEL are
+        # cheaper to recompute from their few leaves than to write per event.
+        inner = [n for n in nodes if n[0] >= STORED_MIN_LEVEL]
+        if inner:
+            cur.executemany(raw.insert_node, inner)
+        new_size = idx
         cur.execute(raw.update_head, (new_size, b"".join(frontier)))
     finally:
         cur.close()
@@ -273,11 +279,33 @@ def append(session: Session, items: Sequence[tuple[dict[str, Any], dict[str, Any
 # ---------------------------------------------------------------- nodes and proofs
 
 
-def fetch_nodes(session: Session, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
-    """Fetch stored subtree hashes by (level, k) in one statement; leaves are the entries'
-    leaf hashes. Runs at driver level (like the append path): proofs are read per request and
-    SQLAlchemy statement construction cost more than the lookups themselves."""
-    wanted = sorted(set(keys))
+def fetch_nodes(
+    session: Session, keys: Sequence[tuple[int, int]], alg: str | None = None
+) -> dict[tuple[int, int], bytes]:
+    """Subtree hashes by (level, k): leaves are the entries' leaf hashes, inner nodes from
+    STORED_MIN_LEVEL up are stored, the few below are recomputed from at most
+    2^(STORED_MIN_LEVEL - 1) leaves each, so any proof stays O(log n) reads."""
+    wanted = set(keys)
+    derived = sorted(key for key in wanted if 0 < key[0] < STORED_MIN_LEVEL)
+    direct = wanted.difference(derived)
+    for level, k in derived:
+        direct.update((0, i) for i in range(k << level, (k + 1) << level))
+    out = _fetch_stored(session, sorted(direct))
+    if derived:
+        alg = alg or read_head(session).alg
+        for level, k in derived:
+            first = k << level
+            leaves = [out.get((0, i)) for i in range(first, first + (1 << level))]
+            if all(leaf is not None for leaf in leaves):
+                out[(level, k)] = merkle.root_hash(leaves, alg=alg)  # type: ignore[arg-type]
+    return {key: h for key, h in out.items() if key in wanted}
+
+
+def _fetch_stored(
+    session: Session, wanted: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], bytes]:
+    # At driver level (like the append path): proofs are read per request and SQLAlchemy
+    # statement construction cost more than the lookups themselves.
     out: dict[tuple[int, int], bytes] = {}
     if not wanted:
         return out
@@ -312,19 +340,35 @@ def fetch_nodes(session: Session, keys: Sequence[tuple[int, int]]) -> dict[tuple
 
 def root_at(session: Session, size: int, alg: str) -> bytes:
     """The tree root at ``size`` from stored nodes."""
-    return merkle.root_from_nodes(size, fetch_nodes(session, merkle.plan_root(size)), alg=alg)
+    return merkle.root_from_nodes(size, fetch_nodes(session, merkle.plan_root(size), alg), alg=alg)
 
 
 def inclusion_proof(session: Session, index: int, size: int, alg: str) -> list[bytes]:
     """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size``."""
-    nodes = fetch_nodes(session, merkle.plan_inclusion(index, size))
-    return merkle.inclusion_proof_from_nodes(index, size, nodes, alg=alg)
+    nodes = fetch_nodes(session, merkle.plan_inclusion(index, size), alg)
+    try:
+        return merkle.inclusion_proof_from_nodes(index, size, nodes, alg=alg)
+    except merkle.MissingNodeError as exc:
+        raise _damaged(exc) from None
 
 
 def consistency_proof(session: Session, old_size: int, new_size: int, alg: str) -> list[bytes]:
     """RFC 9162 consistency proof between two tree sizes."""
-    nodes = fetch_nodes(session, merkle.plan_consistency(old_size, new_size))
-    return merkle.consistency_proof_from_nodes(old_size, new_size, nodes, alg=alg)
+    nodes = fetch_nodes(session, merkle.plan_consistency(old_size, new_size), alg)
+    try:
+        return merkle.consistency_proof_from_nodes(old_size, new_size, nodes, alg=alg)
+    except merkle.MissingNodeError as exc:
+        raise _damaged(exc) from None
+
+
+def _damaged(exc: merkle.MissingNodeError) -> AuditLogError:
+    level, k = exc.key
+    first = k << level
+    return AuditLogError(
+        f"the stored log lacks tree node (level {level}, k {k}) or an entry in "
+        f"{first}..{first + (1 << level) - 1} that it is computed from: the database was "
+        "altered; `yuanjian audit verify` names the first damaged index"
+    )
 
 
 def frontier_at(session: Session, size: int) -> list[bytes]:
@@ -462,7 +506,7 @@ def verify_log(
     stored_nodes = _stream(
         session,
         select(AuditNode.level, AuditNode.k, AuditNode.hash)
-        .where(AuditNode.level > 0)
+        .where(AuditNode.level >= STORED_MIN_LEVEL)
         .order_by(completion, AuditNode.level),
     )
     frontier: list[bytes] = []
@@ -498,8 +542,8 @@ def verify_log(
             break
         nodes, frontier = merkle.append_leaves(idx, [leaf], frontier, alg=alg)
         for level, k, h in nodes:
-            if level == 0:
-                continue  # the leaf itself was checked against the entry above
+            if level < STORED_MIN_LEVEL:
+                continue  # the leaf was checked against the entry above; no node is stored
             got = next(stored_nodes, None)
             report.nodes_checked += 1
             if got is None or (int(got[0]), int(got[1])) != (level, k) or bytes(got[2]) != h:
@@ -673,7 +717,6 @@ def import_cosignature(
     if cp is None or bytes(cp.root) != body.root:
         raise AuditLogError(f"no checkpoint of this log at size {body.size} with that root")
     ts = next(v.timestamp for v in opened.verified if v.verifier == witness.as_cosigner())
-    from datetime import UTC
 
     row = AuditCosignature(
         checkpoint_id=cp.id,
@@ -696,7 +739,9 @@ def witness_cosign(checkpoint_note: str, log_key: Verifier, witness: Signer) -> 
 # ---------------------------------------------------------------- database protection
 
 
-def install_append_only_triggers(connection: Any) -> None:
+def install_append_only_triggers(
+    connection: Any, tables: Sequence[str] = APPEND_ONLY_TABLES
+) -> None:
     """Refuse UPDATE and DELETE (and TRUNCATE on PostgreSQL) on the log tables."""
     dialect = connection.dialect.name
     if dialect == "postgresql":
@@ -707,7 +752,7 @@ def install_append_only_triggers(connection: Any) -> None:
                 "'audit log table % is append-only', TG_TABLE_NAME; END $$"
             )
         )
-        for table in APPEND_ONLY_TABLES:
+        for table in tables:
             connection.execute(
                 text(
                     f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
@@ -721,7 +766,7 @@ def install_append_only_triggers(connection: Any) -> None:
                 )
             )
     elif dialect == "sqlite":
-        for table in APPEND_ONLY_TABLES:
+        for table in tables:
             for op in ("UPDATE", "DELETE"):
                 connection.execute(
                     text(

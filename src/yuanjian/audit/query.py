@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from yuanjian.audit.models import AuditCheckpoint, AuditCosignature, AuditEntry
-from yuanjian.errors import NotFound, ValidationFailed
+from yuanjian.audit.models import AuditCheckpoint, AuditCosignature, AuditEntry, outcome_is
+from yuanjian.errors import Conflict, NotFound, ValidationFailed
 from yuanjian.identity.access import require
 from yuanjian.identity.actor import Actor
 from yuanjian.identity.permissions import Permission
@@ -48,7 +48,7 @@ def _apply(stmt: Select, f: AuditFilter) -> Select:
     if f.object_id:
         stmt = stmt.where(AuditEntry.object_id == f.object_id)
     if f.outcome:
-        stmt = stmt.where(AuditEntry.outcome == f.outcome)
+        stmt = stmt.where(outcome_is(f.outcome))
     if f.since:
         stmt = stmt.where(AuditEntry.ts >= f.since)
     if f.until:
@@ -116,7 +116,10 @@ def prove(*, session: Session, actor: Actor, index: int) -> ProofView | None:
     if cp is None:
         return None
     alg = log.read_head(session).alg
-    proof = log.inclusion_proof(session, index, cp.size, alg)
+    try:
+        proof = log.inclusion_proof(session, index, cp.size, alg)
+    except log.AuditLogError as exc:
+        raise Conflict(f"audit entry {index} cannot be proved: {exc}") from None
     ctx: log.AuditContext | None = session.info.get(log.INFO_KEY)
     sig_ok = False
     if ctx is not None and ctx.verifier is not None:

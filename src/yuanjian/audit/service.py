@@ -7,13 +7,13 @@ change it records is; a rollback discards both.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import rfc8785
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,7 @@ OUTCOMES = ("allowed", "denied", "failed")
 _PENDING = "yuanjian.audit.pending"
 
 
-@dataclass
+@dataclass(slots=True)
 class AuditEvent:
     """An event waiting for its transaction to commit."""
 
@@ -54,17 +54,22 @@ def record(
     """Queue an audit event on the session; it is written when the session commits."""
     if outcome not in OUTCOMES:
         raise ValueError(f"audit outcome must be one of {OUTCOMES}, not {outcome!r}")
+    clean, plain = _canonical_detail(detail or {})
     event = AuditEvent(
-        ts=utcnow(),
-        actor=actor,
-        action=action,
-        outcome=outcome,
-        object_type=object_type,
-        object_id=None if object_id is None else str(object_id),
-        purpose=purpose,
+        utcnow(),
+        actor,
+        action,
+        outcome,
+        object_type,
+        None if object_id is None else str(object_id),
+        purpose,
+        clean,
+        plain,
     )
-    event.detail, event.plain = _canonical_detail(detail or {})
-    session.info.setdefault(_PENDING, []).append(event)
+    pending = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = []
+    pending.append(event)
     return event
 
 
@@ -73,12 +78,12 @@ def pending_events(session: Session) -> list[AuditEvent]:
     return list(session.info.get(_PENDING, []))
 
 
-def entry_document(index: int, event: AuditEvent) -> dict[str, Any]:
+def entry_document(index: int, event: AuditEvent, iso_time: str | None = None) -> dict[str, Any]:
     """The JSON document of one log entry (before canonicalization)."""
     actor = event.actor
     return {
         "index": index,
-        "time": event.ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "time": (iso_time or utc_iso(event.ts)) + "Z",
         "actor": {
             "user_id": actor.user_id,
             "username": actor.username,
@@ -95,28 +100,78 @@ def entry_document(index: int, event: AuditEvent) -> dict[str, Any]:
     }
 
 
+def utc_iso(ts: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.ffffff`` of a time in UTC (naive times are taken as UTC)."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    elif ts.utcoffset():
+        ts = ts.astimezone(UTC)
+    # This runs for every event and datetime formatting is slow (isoformat with a timespec
+    # costs ~1.7 µs): the text up to the second is formatted once per second.
+    second = (ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second)
+    prefix = _SECONDS.get(second)
+    if prefix is None:
+        if len(_SECONDS) > 4096:
+            _SECONDS.clear()
+        prefix = _SECONDS[second] = ts.isoformat()[:19]
+    return f"{prefix}.{ts.microsecond:06d}"
+
+
+_SECONDS: dict[tuple[int, ...], str] = {}
+
+
+_ORJSON_OPTS = orjson.OPT_SORT_KEYS
+
+
 def canonical_bytes(document: Mapping[str, Any], *, plain: bool | None = None) -> bytes:
     """RFC 8785 canonical JSON of an entry document.
 
     Documents without floats, integers beyond 2^53 or non-BMP/surrogate characters in keys
-    serialize identically under ``json.dumps(sort_keys=True)`` (same escapes, same key order),
-    about 10x faster than the pure-Python ``rfc8785`` package; anything else goes through
-    rfc8785. ``plain`` is the caller's knowledge of that (computed once per event).
+    serialize identically under orjson with sorted keys (compact, UTF-8, the same escapes, and
+    code-point key order, which equals RFC 8785's UTF-16 order inside the BMP), more than 10x
+    faster than the pure-Python ``rfc8785`` package; anything else goes through rfc8785.
+    ``plain`` is the caller's knowledge of that (computed once per event); the property test
+    ``tests/audit/test_hook.py::test_fast_canonical_json_equals_rfc8785`` holds the two equal.
     """
     if plain is None:
         plain = _canonical_detail(document)[1]
     if plain:
-        return json.dumps(
-            document, ensure_ascii=False, sort_keys=True, separators=(",", ":")
-        ).encode("utf-8")
+        try:
+            return orjson.dumps(document, option=_ORJSON_OPTS)
+        except (TypeError, orjson.JSONEncodeError):
+            # Lone surrogates and the like: let rfc8785 decide (it refuses what JSON cannot hold).
+            pass
     return rfc8785.dumps(document)
 
 
 _MAX_SAFE_INT = 2**53 - 1
 
 
+_SCALARS = (str, bool, type(None))
+
+
 def _canonical_detail(value: Any) -> tuple[Any, bool]:
     """Make a detail value canonical-JSON friendly; also say whether the fast path is exact."""
+    if type(value) is dict and _flat_plain(value):
+        # The usual detail: a flat mapping of text keys to strings, numbers, booleans, nulls.
+        return dict(value), True
+    return _canonical_value(value)
+
+
+def _flat_plain(value: dict[Any, Any]) -> bool:
+    for k, v in value.items():
+        if type(k) is not str or not (k.isascii() or max(k) < "\ud800"):
+            return False
+        t = type(v)
+        if t is int:
+            if not -_MAX_SAFE_INT <= v <= _MAX_SAFE_INT:
+                return False
+        elif t not in _SCALARS:
+            return False
+    return True
+
+
+def _canonical_value(value: Any) -> tuple[Any, bool]:
     if isinstance(value, str) or value is None or isinstance(value, bool):
         return value, True
     if isinstance(value, int):
@@ -131,14 +186,14 @@ def _canonical_detail(value: Any) -> tuple[Any, bool]:
             key = str(k)
             if not key.isascii() and any(c >= "\ud800" for c in key):
                 plain = False
-            out[key], p = _canonical_detail(v)
+            out[key], p = _canonical_value(v)
             plain = plain and p
         return out, plain
     if isinstance(value, list | tuple | set | frozenset):
         items = []
         plain = True
         for v in value:
-            c, p = _canonical_detail(v)
+            c, p = _canonical_value(v)
             items.append(c)
             plain = plain and p
         if isinstance(value, set | frozenset):
@@ -156,19 +211,5 @@ def flush_pending(session: Session) -> int:
         return 0
     from yuanjian.audit import log
 
-    items = []
-    for event in events:
-        row = {
-            "ts": event.ts,
-            "actor_user_id": event.actor.user_id,
-            "actor_username": event.actor.username,
-            "actor_org_id": event.actor.org_id,
-            "action": event.action,
-            "object_type": event.object_type,
-            "object_id": event.object_id,
-            "outcome": event.outcome,
-            "request_id": event.actor.request_id,
-        }
-        items.append((row, entry_document(0, event), event.plain))
-    log.append(session, items)
+    log.append_events(session, events)
     return len(events)

@@ -432,7 +432,7 @@ def _proved_entries(
     keys: set[tuple[int, int]] = set()
     for idx, _ in rows:
         keys.update(merkle.plan_inclusion(int(idx), size))
-    nodes = log.fetch_nodes(session, list(keys))
+    nodes = log.fetch_nodes(session, list(keys), alg)
     lines: list[str] = []
     proofs: dict[str, list[str]] = {}
     for idx, payload in rows:

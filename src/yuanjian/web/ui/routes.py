@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from yuanjian.audit.models import AuditEntry
+from yuanjian.audit.models import AuditEntry, outcome_is
 from yuanjian.errors import (
     AuthenticationFailed,
     PermissionDenied,
@@ -191,7 +191,7 @@ def _home_panels(session: Session, actor: Actor, org: Organization) -> list[dict
     if Role.REGULATOR_VIEWER in roles or Role.AUDITOR in roles:
         total = session.scalar(select(func.count()).select_from(AuditEntry))
         denied = session.scalar(
-            select(func.count()).select_from(AuditEntry).where(AuditEntry.outcome == "denied")
+            select(func.count()).select_from(AuditEntry).where(outcome_is("denied"))
         )
         panels.append(
             {
