@@ -178,7 +178,7 @@ _ENTRY_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class _RawSql:
+class AppendSql:
     """Driver-level statements of the append path for one dialect (paramstyle differs)."""
 
     head: str
@@ -188,10 +188,11 @@ class _RawSql:
     sqlite: bool
 
 
-_RAW: dict[str, _RawSql] = {}
+_RAW: dict[str, AppendSql] = {}
 
 
-def _raw_sql(dialect: str) -> _RawSql:
+def append_sql(dialect: str) -> AppendSql:
+    """The driver-level statements of the append path for a dialect."""
     # The append runs for every audited transaction; at DBAPI level it costs a fraction of
     # SQLAlchemy statement execution (measured: benchmarks/audit.py), so it is hand-written
     # here, for the two supported dialects only.
@@ -200,16 +201,83 @@ def _raw_sql(dialect: str) -> _RawSql:
             raise AuditLogError(f"unsupported database dialect {dialect!r}")
         ph = "?" if dialect == "sqlite" else "%s"
         lock = "" if dialect == "sqlite" else " FOR UPDATE"
-        _RAW[dialect] = _RawSql(
+        entry_values = f"VALUES ({', '.join([ph] * len(_ENTRY_COLUMNS))})"
+        node_values = f"VALUES ({ph}, {ph}, {ph})"
+        _RAW[dialect] = AppendSql(
             head="SELECT size, hash_alg, frontier, last_checkpoint_size FROM audit_head "
             f"WHERE id = 1{lock}",
-            insert_entry=f"INSERT INTO audit_entries ({', '.join(_ENTRY_COLUMNS)}) "
-            f"VALUES ({', '.join([ph] * len(_ENTRY_COLUMNS))})",
-            insert_node=f"INSERT INTO audit_nodes (level, k, hash) VALUES ({ph}, {ph}, {ph})",
+            insert_entry=f"INSERT INTO audit_entries ({', '.join(_ENTRY_COLUMNS)}) {entry_values}",
+            insert_node=f"INSERT INTO audit_nodes (level, k, hash) {node_values}",
             update_head=f"UPDATE audit_head SET size = {ph}, frontier = {ph} WHERE id = 1",
             sqlite=dialect == "sqlite",
         )
     return _RAW[dialect]
+
+
+def write_plan(cur: Any, sql: AppendSql, plan: AppendPlan) -> None:
+    """Run the planned append on a driver cursor (entries, nodes, head)."""
+    # executemany: psycopg pipelines the rows (measured faster than one INSERT ... unnest()).
+    cur.executemany(sql.insert_entry, plan.entries)
+    if plan.nodes:
+        cur.executemany(sql.insert_node, plan.nodes)
+    cur.execute(sql.update_head, plan.head_params)
+
+
+@dataclass
+class AppendPlan:
+    """The rows an append writes, computed from the locked head (no statement runs here)."""
+
+    start: int
+    new_size: int
+    alg: str
+    last_checkpoint_size: int
+    entries: list[tuple[Any, ...]]
+    nodes: list[tuple[int, int, bytes]]
+    frontier: list[bytes]
+
+    @property
+    def head_params(self) -> tuple[int, bytes]:
+        """Parameters of ``AppendSql.update_head``."""
+        return (self.new_size, b"".join(self.frontier))
+
+
+def plan_append(head: Sequence[Any], events: Sequence[AuditEvent], *, sqlite: bool) -> AppendPlan:
+    """Entries, completed nodes and new head for ``events`` after the head row ``head``
+    (``AppendSql.head``'s columns: size, hash_alg, frontier, last_checkpoint_size)."""
+    start, alg = int(head[0]), head[1]
+    entries = []
+    leaves: list[bytes] = []
+    idx = start
+    for event in events:
+        actor = event.actor
+        iso = utc_iso(event.ts)
+        payload = canonical_bytes(entry_document(idx, event, iso), plain=event.plain)
+        leaf = merkle.leaf_hash(payload, alg=alg)
+        leaves.append(leaf)
+        entries.append(
+            (
+                idx,
+                # SQLAlchemy's text form of a SQLite DATETIME, so reads and range queries
+                # agree; PostgreSQL takes the naive UTC value.
+                f"{iso[:10]} {iso[11:]}" if sqlite else datetime.fromisoformat(iso),
+                actor.user_id,
+                actor.username,
+                actor.org_id,
+                event.action,
+                event.object_type,
+                event.object_id,
+                event.outcome,
+                actor.request_id,
+                payload.decode("utf-8"),
+                leaf,
+            )
+        )
+        idx += 1
+    nodes, frontier = merkle.append_leaves(start, leaves, _split(bytes(head[2] or b"")), alg=alg)
+    # Level-0 nodes are the entries' own leaf hashes, and nodes below STORED_MIN_LEVEL are
+    # cheaper to recompute from their few leaves than to write per event.
+    inner = [n for n in nodes if n[0] >= STORED_MIN_LEVEL]
+    return AppendPlan(start, idx, alg, int(head[3] or 0), entries, inner, frontier)
 
 
 def append_events(session: Session, events: Sequence[AuditEvent]) -> int:
@@ -219,61 +287,39 @@ def append_events(session: Session, events: Sequence[AuditEvent]) -> int:
     dense, and a rolled-back transaction leaves no trace.
     """
     conn = session.connection()
-    raw = _raw_sql(conn.dialect.name)
-    sqlite = raw.sqlite
+    sql = append_sql(conn.dialect.name)
     cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        cur.execute(raw.head)
+        cur.execute(sql.head)
         row = cur.fetchone()
         if row is None:
             raise AuditLogError("audit log head missing: run `yuanjian db upgrade`")
-        start, alg = int(row[0]), row[1]
-        last_cp = int(row[3] or 0)
-        entries = []
-        leaves: list[bytes] = []
-        idx = start
-        for event in events:
-            actor = event.actor
-            iso = utc_iso(event.ts)
-            payload = canonical_bytes(entry_document(idx, event, iso), plain=event.plain)
-            leaf = merkle.leaf_hash(payload, alg=alg)
-            leaves.append(leaf)
-            entries.append(
-                (
-                    idx,
-                    # SQLAlchemy's text form of a SQLite DATETIME, so reads and range queries
-                    # agree; PostgreSQL takes the naive UTC value.
-                    f"{iso[:10]} {iso[11:]}" if sqlite else datetime.fromisoformat(iso),
-                    actor.user_id,
-                    actor.username,
-                    actor.org_id,
-                    event.action,
-                    event.object_type,
-                    event.object_id,
-                    event.outcome,
-                    actor.request_id,
-                    payload.decode("utf-8"),
-                    leaf,
-                )
-            )
-            idx += 1
-        nodes, frontier = merkle.append_leaves(start, leaves, _split(bytes(row[2] or b"")), alg=alg)
-        cur.executemany(raw.insert_entry, entries)
-        # Level-0 nodes are the entries' own leaf hashes, and nodes below STORED_MIN_LEVEL are
-        # cheaper to recompute from their few leaves than to write per event.
-        inner = [n for n in nodes if n[0] >= STORED_MIN_LEVEL]
-        if inner:
-            cur.executemany(raw.insert_node, inner)
-        new_size = idx
-        cur.execute(raw.update_head, (new_size, b"".join(frontier)))
+        plan = plan_append(row, events, sqlite=sql.sqlite)
+        write_plan(cur, sql, plan)
     finally:
         cur.close()
+    checkpoint_if_size_due(session, plan)
+    return plan.start
+
+
+def checkpoint_size_due(session: Session, plan: AppendPlan) -> bool:
+    """Whether the append brings ``every_n`` entries since the last checkpoint (and can sign)."""
     ctx: AuditContext | None = session.info.get(INFO_KEY)
-    due = ctx is not None and new_size - last_cp >= ctx.every_n
-    if due and ctx is not None and ctx.signer is not None:
-        root = merkle.root_from_frontier(frontier, new_size, alg=alg)
-        _sign_checkpoint(session, ctx.signer, new_size, root, alg, last_cp)
-    return start
+    return (
+        ctx is not None
+        and ctx.signer is not None
+        and plan.new_size - plan.last_checkpoint_size >= ctx.every_n
+    )
+
+
+def checkpoint_if_size_due(session: Session, plan: AppendPlan) -> None:
+    """After an append: sign a checkpoint when ``every_n`` entries have come since the last."""
+    if not checkpoint_size_due(session, plan):
+        return
+    ctx: AuditContext = session.info[INFO_KEY]
+    assert ctx.signer is not None
+    root = merkle.root_from_frontier(plan.frontier, plan.new_size, alg=plan.alg)
+    _sign_checkpoint(session, ctx.signer, plan.new_size, root, plan.alg, plan.last_checkpoint_size)
 
 
 # ---------------------------------------------------------------- nodes and proofs

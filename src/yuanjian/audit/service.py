@@ -52,10 +52,43 @@ def record(
     detail: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
     """Queue an audit event on the session; it is written when the session commits."""
+    event = make_event(
+        actor,
+        action,
+        object_type=object_type,
+        object_id=object_id,
+        outcome=outcome,
+        purpose=purpose,
+        detail=detail,
+    )
+    enqueue(session, event)
+    return event
+
+
+def enqueue(session: Session, event: AuditEvent) -> None:
+    """Queue a made event on the session, to be written when it commits."""
+    pending = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = []
+    pending.append(event)
+
+
+def make_event(
+    actor: Actor,
+    action: str,
+    *,
+    object_type: str | None = None,
+    object_id: str | int | None = None,
+    outcome: str = "allowed",
+    purpose: str | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> AuditEvent:
+    """An audit event, not yet queued (for writers that append it themselves in their
+    transaction, like the serving recorder's group commit)."""
     if outcome not in OUTCOMES:
         raise ValueError(f"audit outcome must be one of {OUTCOMES}, not {outcome!r}")
     clean, plain = _canonical_detail(detail or {})
-    event = AuditEvent(
+    return AuditEvent(
         utcnow(),
         actor,
         action,
@@ -66,11 +99,6 @@ def record(
         clean,
         plain,
     )
-    pending = session.info.get(_PENDING)
-    if pending is None:
-        pending = session.info[_PENDING] = []
-    pending.append(event)
-    return event
 
 
 def pending_events(session: Session) -> list[AuditEvent]:

@@ -14,6 +14,8 @@ No library does group commit over SQLAlchemy with per-call decisions, hence this
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -30,7 +32,9 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from yuanjian.audit import log as audit_log
 from yuanjian.audit import service as audit
+from yuanjian.audit.service import AuditEvent
 from yuanjian.db.types import utcnow
 from yuanjian.identity.actor import Actor
 from yuanjian.identity.permissions import Permission
@@ -90,6 +94,12 @@ def today() -> date:
     return utcnow().date()
 
 
+# What a queued call waits on: a thread's future, or an event loop's.
+_Waiter = Future[Decision] | asyncio.Future[Decision]
+# Set on a group commit's session when it deferred a due checkpoint to its caller.
+CHECKPOINT_DUE = "yuanjian.serving.checkpoint_due"
+
+
 class CallRecorder:
     """One background thread per process that commits serving calls in groups."""
 
@@ -98,7 +108,7 @@ class CallRecorder:
     ) -> None:
         self.sessions = sessions
         self.max_batch = max_batch
-        self._q: queue.SimpleQueue[tuple[CallEvent, Future[Decision]] | None] = queue.SimpleQueue()
+        self._q: queue.SimpleQueue[tuple[CallEvent, _Waiter] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._name = name
@@ -128,6 +138,18 @@ class CallRecorder:
         self._q.put((event, fut))
         return fut
 
+    def submit_async(self, event: CallEvent) -> asyncio.Future[Decision]:
+        """Queue a call from an event loop; the asyncio future resolves once it committed.
+
+        The recorder wakes each loop once per group commit for all of that loop's calls,
+        instead of once per call as wrapping a thread future would.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Decision] = loop.create_future()
+        self.start()
+        self._q.put((event, fut))
+        return fut
+
     def record(self, event: CallEvent, timeout: float = 30.0) -> Decision:
         """Submit and wait (for threads that are not on an event loop)."""
         return self.submit(event).result(timeout)
@@ -151,21 +173,57 @@ class CallRecorder:
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[CallEvent, Future[Decision]]]) -> None:
+    def _commit(self, batch: list[tuple[CallEvent, _Waiter]]) -> None:
         events = [e for e, _ in batch]
         try:
             with self.sessions() as session:
-                decisions = commit_calls(session, events)
+                decisions = commit_calls(session, events, defer_checkpoint=True)
+                checkpoint = session.info.pop(CHECKPOINT_DUE, False)
         except Exception as exc:  # the calls fail closed: no event, no data
             log.exception("serving audit group commit failed (%d calls)", len(batch))
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
+            _resolve(batch, [exc] * len(batch))
             return
         self.batches += 1
         self.events += len(batch)
-        for (_, fut), d in zip(batch, decisions, strict=True):
-            fut.set_result(d)
+        _resolve(batch, decisions)
+        if checkpoint:
+            # Signed after the calls are answered, in a transaction of its own: signing reads
+            # nodes for the consistency proof and would hold the group commit's locks longer.
+            try:
+                with self.sessions() as session:
+                    ctx = session.info.get(audit_log.INFO_KEY)
+                    if ctx is not None and ctx.signer is not None:
+                        audit_log.issue_checkpoint(session, ctx)
+            except Exception:  # the next due checkpoint (or the periodic one) covers it
+                log.exception("signing the audit checkpoint after a group commit failed")
+
+
+def _resolve(batch: list[tuple[CallEvent, _Waiter]], results: list[Decision | Exception]) -> None:
+    """Hand each call its decision (or the commit's failure): thread futures directly, asyncio
+    futures in one callback per event loop."""
+    per_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Decision], Any]]] = {}
+    for (_, fut), result in zip(batch, results, strict=True):
+        if isinstance(fut, asyncio.Future):
+            per_loop.setdefault(fut.get_loop(), []).append((fut, result))
+        elif not fut.done():
+            if isinstance(result, Exception):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
+    for loop, items in per_loop.items():
+        # A closed loop raises RuntimeError: nobody waits for those calls any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, items)
+
+
+def _settle(items: list[tuple[asyncio.Future[Decision], Any]]) -> None:
+    for fut, result in items:
+        if fut.done():  # cancelled: the client went away
+            continue
+        if isinstance(result, Exception):
+            fut.set_exception(result)
+        else:
+            fut.set_result(result)
 
 
 _USAGE_COLUMNS = (
@@ -191,7 +249,7 @@ def _usage_rows(session: Session, licence_ids: set[int], day: date) -> dict[int,
     out: dict[int, _Tally] = {}
     for lid in sorted(licence_ids):
         row = session.execute(_UPSERT_USAGE, {"l": lid, "d": day}).one()
-        out[lid] = _Tally.of(row)
+        out[lid] = _Tally.of_row(row)
     return out
 
 
@@ -259,40 +317,26 @@ class _Tally:
     denials: dict[str, int]
 
     @classmethod
-    def of(cls, row: Any) -> _Tally:
-        """The counters of a ``licence_usage`` row (JSON comes back as text on SQLite)."""
-        denials = row.denials
+    def of_row(cls, row: Any) -> _Tally:
+        """The counters of a ``licence_usage`` row in ``_USAGE_COLUMNS`` order (JSON comes back
+        as text on SQLite)."""
+        (rid, lid, calls, denied_, keys, found, subjects, seq, delivered, denials, tokens, at) = row
         if isinstance(denials, str):
             denials = json.loads(denials or "{}")
         return cls(
-            row.id,
-            row.licence_id,
-            row.calls,
-            row.denied,
-            row.keys,
-            row.found,
-            row.subjects,
-            row.sequential,
-            row.delivered_records,
-            float(row.bucket_tokens),
-            float(row.bucket_at),
+            rid,
+            lid,
+            calls,
+            denied_,
+            keys,
+            found,
+            subjects,
+            seq,
+            delivered,
+            float(tokens),
+            float(at),
             dict(denials or {}),
         )
-
-
-def _claim_subjects(
-    session: Session, licence_id: int, day: date, khashes: set[bytes]
-) -> set[bytes]:
-    """Insert the subjects of a licence's day (PostgreSQL); return those that were new."""
-    rows = session.execute(
-        text(
-            "INSERT INTO licence_subjects (licence_id, day, khash) "
-            "SELECT :l, :d, k FROM unnest(CAST(:ks AS bytea[])) AS k "
-            "ON CONFLICT DO NOTHING RETURNING khash"
-        ),
-        {"l": licence_id, "d": day, "ks": sorted(khashes)},
-    )
-    return {bytes(r[0]) for r in rows}
 
 
 def _insert_subjects(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -307,30 +351,66 @@ def _insert_subjects(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 def commit_calls(
-    session: Session, events: list[CallEvent], *, commit: bool = True
+    session: Session,
+    events: list[CallEvent],
+    *,
+    commit: bool = True,
+    defer_checkpoint: bool = False,
 ) -> list[Decision]:
-    """Decide quotas and rate limits for the calls, record their audit events, commit."""
+    """Decide quotas and rate limits for the calls, record their audit events, commit.
+
+    With ``defer_checkpoint`` (PostgreSQL), a checkpoint that falls due is not signed in this
+    transaction; ``session.info[CHECKPOINT_DUE]`` says the caller should sign one after.
+    """
     day = today()
     now = time.time()
+    if session.get_bind().dialect.name == "postgresql":
+        return _commit_calls_pg(session, events, day, now, commit, defer_checkpoint)
     metered = {e.licence_id for e in events if e.licence_id is not None}
     usage = _usage_rows(session, metered, day)
+    wanted = _wanted_subjects(events)
+    known = {lid: _known_subjects(session, lid, day, ks) for lid, ks in wanted.items()}
+    decided = _decide(events, usage, known, now)
+    for ev in decided.audit_events:
+        audit.enqueue(session, ev)
+    _insert_subjects(
+        session,
+        [
+            {"licence_id": lid, "day": day, "khash": k}
+            for lid, ks in decided.new_subjects.items()
+            for k in ks
+        ],
+    )
+    for lid, tally in usage.items():
+        _store_usage(session, tally)
+        _maybe_alert(session, lid, day, tally, events)
+    if commit:
+        session.commit()
+    return decided.decisions
+
+
+def _wanted_subjects(events: list[CallEvent]) -> dict[int, set[bytes]]:
     wanted: dict[int, set[bytes]] = defaultdict(set)
     for e in events:
         if e.licence_id is not None and e.outcome == "allowed" and e.khashes:
             wanted[e.licence_id].update(e.khashes)
-    pg = session.get_bind().dialect.name == "postgresql"
-    claimed: dict[int, set[bytes]] = {}
-    if pg:
-        # Insert first and learn which subjects are new today from RETURNING: the unique index
-        # answers, whatever the planner's statistics say (a SELECT ... = ANY() was planned as a
-        # filter over the whole day while the table's statistics were stale). Subjects of calls
-        # refused below are deleted again before the commit.
-        claimed = {lid: _claim_subjects(session, lid, day, ks) for lid, ks in wanted.items()}
-        known = {lid: wanted[lid] - claimed[lid] for lid in wanted}
-    else:
-        known = {lid: _known_subjects(session, lid, day, ks) for lid, ks in wanted.items()}
-    new_subjects: list[dict[str, Any]] = []
+    return wanted
+
+
+@dataclass
+class _Decided:
+    decisions: list[Decision]
+    audit_events: list[AuditEvent]
+    new_subjects: dict[int, set[bytes]]  # licence → subjects first counted by these calls
+
+
+def _decide(
+    events: list[CallEvent], usage: dict[int, _Tally], known: dict[int, set[bytes]], now: float
+) -> _Decided:
+    """Each call's outcome under its licence's day so far, in order; the counters advance."""
+    new_subjects: dict[int, set[bytes]] = defaultdict(set)
     decisions: list[Decision] = []
+    audit_events: list[AuditEvent] = []
     for e in events:
         outcome, code, retry = e.outcome, e.code, None
         u = usage.get(e.licence_id) if e.licence_id is not None else None
@@ -340,7 +420,7 @@ def commit_calls(
             tokens = cap if u.tokens < 0 else u.tokens
             tokens = min(cap, tokens + max(0.0, now - u.at) * lim.rate_per_second)
             u.at = now
-            seen = known.setdefault(e.licence_id, set())
+            seen = known.setdefault(u.licence_id, set())
             fresh = set(e.khashes) - seen if e.khashes else set()
             if tokens < 1.0:
                 outcome, code = "denied", "rate_limited"
@@ -356,9 +436,7 @@ def commit_calls(
                 u.sequential += e.sequential
                 u.delivered_records += e.records
                 seen.update(fresh)
-                new_subjects.extend(
-                    {"licence_id": e.licence_id, "day": day, "khash": k} for k in fresh
-                )
+                new_subjects[u.licence_id].update(fresh)
             u.tokens = tokens
         if u is not None and outcome != "allowed":
             u.denied += 1
@@ -376,45 +454,134 @@ def commit_calls(
             detail["records"] = e.records
         if code:
             detail["code"] = code
-        audit.record(
-            session,
-            e.actor,
-            e.action,
-            object_type="licence" if e.licence_id is not None else "component",
-            object_id=e.licence_id if e.licence_id is not None else e.component,
-            outcome=outcome,
-            purpose=e.purpose,
-            detail=detail,
+        audit_events.append(
+            audit.make_event(
+                e.actor,
+                e.action,
+                object_type="licence" if e.licence_id is not None else "component",
+                object_id=e.licence_id if e.licence_id is not None else e.component,
+                outcome=outcome,
+                purpose=e.purpose,
+                detail=detail,
+            )
         )
         decisions.append(Decision(outcome, code, retry))
-    if pg:
-        used: dict[int, set[bytes]] = defaultdict(set)
-        for r in new_subjects:
-            used[r["licence_id"]].add(r["khash"])
+    return _Decided(decisions, audit_events, new_subjects)
+
+
+# PostgreSQL statements of the pipelined group commit (driver level, psycopg placeholders).
+_PG_UPSERT_USAGE = (
+    "INSERT INTO licence_usage (licence_id, day, calls, denied, keys, found, subjects, "
+    "sequential, delivered_records, denials, bucket_tokens, bucket_at) "
+    "VALUES (%s, %s, 0, 0, 0, 0, 0, 0, 0, '{}', -1, 0) "
+    "ON CONFLICT (licence_id, day) DO UPDATE SET licence_id = excluded.licence_id "
+    f"RETURNING {_USAGE_COLUMNS}"
+)
+_PG_CLAIM = (
+    "INSERT INTO licence_subjects (licence_id, day, khash) "
+    "SELECT %s, %s, k FROM unnest(CAST(%s AS bytea[])) AS k "
+    "ON CONFLICT DO NOTHING RETURNING khash"
+)
+_PG_UNCLAIM = (
+    "DELETE FROM licence_subjects WHERE licence_id = %s AND day = %s "
+    "AND khash = ANY(CAST(%s AS bytea[]))"
+)
+_PG_STORE_USAGE = (
+    "UPDATE licence_usage SET calls = %s, denied = %s, keys = %s, found = %s, subjects = %s, "
+    "sequential = %s, delivered_records = %s, bucket_tokens = %s, bucket_at = %s, "
+    "denials = CAST(%s AS json) WHERE id = %s"
+)
+
+
+def _commit_calls_pg(
+    session: Session,
+    events: list[CallEvent],
+    day: date,
+    now: float,
+    commit: bool,
+    defer_checkpoint: bool,
+) -> list[Decision]:
+    """The group commit on PostgreSQL in three round trips, with psycopg's pipeline mode.
+
+    Statement by statement, a group commit made a dozen round trips while holding the
+    licence's usage row lock and the audit head lock, each one also waiting for this
+    process's GIL, and the server processes' commits queue on those locks. Pipelined: (1) lock
+    and read the usage rows, claim the day's subjects, lock and read the audit head; decide in
+    Python; (2) write back subjects, audit entries, tree nodes, head and usage; (3) commit.
+    """
+    pg = session.connection().connection.driver_connection
+    metered = sorted({e.licence_id for e in events if e.licence_id is not None})
+    wanted = _wanted_subjects(events)
+    sql = audit_log.append_sql("postgresql")
+    with pg.pipeline():
+        usage_cur = [pg.execute(_PG_UPSERT_USAGE, (lid, day)) for lid in metered]
+        # Insert first and learn which subjects are new today from RETURNING: the unique index
+        # answers, whatever the planner's statistics say. Subjects of calls refused below are
+        # deleted again before the commit.
+        claim_cur = {
+            lid: pg.execute(_PG_CLAIM, (lid, day, sorted(ks))) for lid, ks in wanted.items()
+        }
+        head_cur = pg.execute(sql.head)
+        usage = {
+            lid: _Tally.of_row(c.fetchone()) for lid, c in zip(metered, usage_cur, strict=True)
+        }
+        claimed = {lid: {bytes(r[0]) for r in c.fetchall()} for lid, c in claim_cur.items()}
+        head = head_cur.fetchone()
+    if head is None:
+        raise audit_log.AuditLogError("audit log head missing: run `yuanjian db upgrade`")
+    known = {lid: wanted[lid] - claimed[lid] for lid in wanted}
+    decided = _decide(events, usage, known, now)
+    plan = audit_log.plan_append(head, decided.audit_events, sqlite=False)
+    # With nothing left to do under the locks (no checkpoint to sign, no alert to raise), the
+    # COMMIT goes in the same pipeline as the writes: the locks are held one round trip less.
+    # psycopg then finds no transaction open when the session commits, and sends nothing.
+    commit_now = (
+        commit
+        and (defer_checkpoint or not audit_log.checkpoint_size_due(session, plan))
+        and not any(_alert_kinds(lid, t, events) for lid, t in usage.items())
+    )
+    with pg.pipeline():
         for lid, ks in claimed.items():
-            unused = ks - used[lid]
+            unused = ks - decided.new_subjects.get(lid, set())
             if unused:
-                session.execute(
-                    text(
-                        "DELETE FROM licence_subjects WHERE licence_id = :l AND day = :d "
-                        "AND khash = ANY(CAST(:ks AS bytea[]))"
-                    ),
-                    {"l": lid, "d": day, "ks": sorted(unused)},
-                )
-    else:
-        _insert_subjects(session, new_subjects)
+                pg.execute(_PG_UNCLAIM, (lid, day, sorted(unused)))
+        cur = pg.cursor()
+        audit_log.write_plan(cur, sql, plan)
+        for t in usage.values():
+            cur.execute(
+                _PG_STORE_USAGE,
+                (
+                    t.calls,
+                    t.denied,
+                    t.keys,
+                    t.found,
+                    t.subjects,
+                    t.sequential,
+                    t.delivered_records,
+                    t.tokens,
+                    t.at,
+                    json.dumps(t.denials, sort_keys=True),
+                    t.id,
+                ),
+            )
+        if commit_now:
+            cur.execute("COMMIT")
+    if audit_log.checkpoint_size_due(session, plan):
+        if defer_checkpoint:
+            session.info[CHECKPOINT_DUE] = True
+        else:
+            audit_log.checkpoint_if_size_due(session, plan)
     for lid, tally in usage.items():
-        _store_usage(session, tally)
         _maybe_alert(session, lid, day, tally, events)
     if commit:
         session.commit()
-    return decisions
+    return decided.decisions
 
 
-def _maybe_alert(
-    session: Session, licence_id: int, day: date, u: _Tally, events: list[CallEvent]
-) -> None:
-    """Raise (once per day and kind) the alerts of bulk enumeration patterns."""
+def _alert_kinds(
+    licence_id: int, u: _Tally, events: list[CallEvent]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The enumeration patterns a licence's day shows now (an alert each, once a day)."""
     limits = next((e.limits for e in events if e.licence_id == licence_id and e.limits), None)
     kinds: list[tuple[str, dict[str, Any]]] = []
     if limits and u.subjects >= ALERT_SUBJECT_SHARE * limits.subjects_per_day:
@@ -423,6 +590,14 @@ def _maybe_alert(
         u.keys, 1
     ):
         kinds.append(("sequential_keys", {"sequential": u.sequential, "keys": u.keys}))
+    return kinds
+
+
+def _maybe_alert(
+    session: Session, licence_id: int, day: date, u: _Tally, events: list[CallEvent]
+) -> None:
+    """Raise (once per day and kind) the alerts of bulk enumeration patterns."""
+    kinds = _alert_kinds(licence_id, u, events)
     if not kinds:
         return
     have = set(
