@@ -216,11 +216,34 @@ def append_sql(dialect: str) -> AppendSql:
 
 def write_plan(cur: Any, sql: AppendSql, plan: AppendPlan) -> None:
     """Run the planned append on a driver cursor (entries, nodes, head)."""
-    # executemany: psycopg pipelines the rows (measured faster than one INSERT ... unnest()).
-    cur.executemany(sql.insert_entry, plan.entries)
-    if plan.nodes:
-        cur.executemany(sql.insert_node, plan.nodes)
+    if sql.sqlite:
+        cur.executemany(sql.insert_entry, plan.entries)
+        if plan.nodes:
+            cur.executemany(sql.insert_node, plan.nodes)
+    else:
+        # One multi-row INSERT per table: psycopg's executemany sends a statement per row, and
+        # the per-statement client work was most of a serving group commit's CPU (measured:
+        # -18% CPU, -30% time for 8 rows; an INSERT ... unnest() of arrays was slower). Texts
+        # vary with the row count, so they are not server-side prepared.
+        _insert_rows(cur, sql.insert_entry, plan.entries)
+        _insert_rows(cur, sql.insert_node, plan.nodes)
     cur.execute(sql.update_head, plan.head_params)
+
+
+def _insert_rows(cur: Any, insert: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    # ``insert`` ends in one "VALUES (...)" group; chunks keep under PostgreSQL's 65,535
+    # parameters per statement.
+    if not rows:
+        return
+    head, group = insert.rsplit("VALUES ", 1)
+    per = max(1, 60000 // len(rows[0]))
+    for i in range(0, len(rows), per):
+        chunk = rows[i : i + per]
+        cur.execute(
+            f"{head}VALUES {', '.join([group] * len(chunk))}",
+            [v for row in chunk for v in row],
+            prepare=False,
+        )
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from fastapi import FastAPI
 
 from yuanjian.config import Settings
@@ -10,4 +12,10 @@ from yuanjian.web.app import create_app
 
 def make_app() -> FastAPI:
     """Build the app from the environment's settings (called once per worker)."""
-    return create_app(Settings())
+    app = create_app(Settings())
+    # What start-up built (modules, the app, the ORM registry) lives as long as the worker:
+    # frozen out of the collector's generations, it is no longer traversed by every full
+    # collection, whose pauses otherwise land on the requests in flight.
+    gc.collect()
+    gc.freeze()
+    return app
