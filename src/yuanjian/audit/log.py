@@ -596,7 +596,9 @@ def verify_log(
         data = payload.encode("utf-8")
         try:
             doc = json.loads(data)
-            canonical = rfc8785.dumps(doc) == data
+            # canonical_bytes is RFC 8785 (orjson where that is exact, rfc8785 otherwise;
+            # property-tested equal), several times faster than rfc8785 alone per entry.
+            canonical = canonical_bytes(doc) == data
         except (ValueError, rfc8785.CanonicalizationError):
             doc, canonical = None, False
         if not canonical or not isinstance(doc, dict):
