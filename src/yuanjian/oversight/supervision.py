@@ -144,10 +144,10 @@ def apply_status(
     return StatusChange(object_type, oid, action, before, after, reason, tuple(sorted(orgs)))
 
 
-def _change(
+def change(
     session: Session, actor: Actor, object_type: str, object_id: str | int, action: str, reason: str
 ) -> StatusChange:
-    """The shortcuts below: ``change_status`` of one kind of object and one action."""
+    """``change_status`` with positional arguments (the shortcuts below, the API routes)."""
     return change_status(
         session=session,
         actor=actor,
@@ -162,38 +162,38 @@ def suspend_organization(
     *, session: Session, actor: Actor, org_id: int, reason: str
 ) -> StatusChange:
     """Suspend a developer or third-party reviewer organization."""
-    return _change(session, actor, "organization", org_id, "suspend", reason)
+    return change(session, actor, "organization", org_id, "suspend", reason)
 
 
 def reinstate_organization(
     *, session: Session, actor: Actor, org_id: int, reason: str
 ) -> StatusChange:
     """Reinstate a suspended organization."""
-    return _change(session, actor, "organization", org_id, "reinstate", reason)
+    return change(session, actor, "organization", org_id, "reinstate", reason)
 
 
 def suspend_component(*, session: Session, actor: Actor, code: str, reason: str) -> StatusChange:
     """Suspend a component: it is not served until reinstated."""
-    return _change(session, actor, "component", code, "suspend", reason)
+    return change(session, actor, "component", code, "suspend", reason)
 
 
 def reinstate_component(*, session: Session, actor: Actor, code: str, reason: str) -> StatusChange:
     """Reinstate a suspended component."""
-    return _change(session, actor, "component", code, "reinstate", reason)
+    return change(session, actor, "component", code, "reinstate", reason)
 
 
 def suspend_licence(
     *, session: Session, actor: Actor, licence_id: int, reason: str
 ) -> StatusChange:
     """Suspend a licence: its calls are refused with licence_suspended."""
-    return _change(session, actor, "licence", licence_id, "suspend", reason)
+    return change(session, actor, "licence", licence_id, "suspend", reason)
 
 
 def reinstate_licence(
     *, session: Session, actor: Actor, licence_id: int, reason: str
 ) -> StatusChange:
     """Reinstate a suspended licence."""
-    return _change(session, actor, "licence", licence_id, "reinstate", reason)
+    return change(session, actor, "licence", licence_id, "reinstate", reason)
 
 
 def suspended(*, session: Session, actor: Actor) -> dict[str, list[dict[str, Any]]]:

@@ -20,6 +20,7 @@ import itertools
 import json
 import logging
 import queue
+import re
 import threading
 import time
 from collections import defaultdict
@@ -230,13 +231,29 @@ _USAGE_COLUMNS = (
     "id, licence_id, calls, denied, keys, found, subjects, sequential, delivered_records, "
     "denials, bucket_tokens, bucket_at"
 )
-_UPSERT_USAGE = text(
+_UPSERT_USAGE_SQL = (
     "INSERT INTO licence_usage (licence_id, day, calls, denied, keys, found, subjects, "
     "sequential, delivered_records, denials, bucket_tokens, bucket_at) "
     "VALUES (:l, :d, 0, 0, 0, 0, 0, 0, 0, '{}', -1, 0) "
     "ON CONFLICT (licence_id, day) DO UPDATE SET licence_id = excluded.licence_id "
     f"RETURNING {_USAGE_COLUMNS}"
 )
+_UPSERT_USAGE = text(_UPSERT_USAGE_SQL)
+_STORE_USAGE_SQL = (
+    "UPDATE licence_usage SET calls = :calls, denied = :denied, keys = :keys, "
+    "found = :found, subjects = :subjects, sequential = :sequential, "
+    "delivered_records = :delivered, bucket_tokens = :tokens, bucket_at = :at, "
+    "denials = {denials} WHERE id = :id"
+)
+_STORE_USAGE = {
+    "sqlite": text(_STORE_USAGE_SQL.format(denials=":denials")),
+    "postgresql": text(_STORE_USAGE_SQL.format(denials="CAST(:denials AS json)")),
+}
+
+
+def _driver_sql(sql: str) -> str:
+    """A ``:name`` statement in psycopg's ``%(name)s`` style, for the pipelined commit."""
+    return re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql)
 
 
 def _usage_rows(session: Session, licence_ids: set[int], day: date) -> dict[int, _Tally]:
@@ -255,29 +272,23 @@ def _usage_rows(session: Session, licence_ids: set[int], day: date) -> dict[int,
 
 def _store_usage(session: Session, tally: _Tally) -> None:
     """Write a usage row's counters back (once per licence and group commit)."""
-    pg = session.get_bind().dialect.name == "postgresql"
-    session.execute(
-        text(
-            "UPDATE licence_usage SET calls = :calls, denied = :denied, keys = :keys, "
-            "found = :found, subjects = :subjects, sequential = :sequential, "
-            "delivered_records = :delivered, bucket_tokens = :tokens, bucket_at = :at, "
-            + ("denials = CAST(:denials AS json) " if pg else "denials = :denials ")
-            + "WHERE id = :id"
-        ),
-        {
-            "id": tally.id,
-            "calls": tally.calls,
-            "denied": tally.denied,
-            "keys": tally.keys,
-            "found": tally.found,
-            "subjects": tally.subjects,
-            "sequential": tally.sequential,
-            "delivered": tally.delivered_records,
-            "tokens": tally.tokens,
-            "at": tally.at,
-            "denials": json.dumps(tally.denials, sort_keys=True),
-        },
-    )
+    session.execute(_STORE_USAGE[session.get_bind().dialect.name], _usage_params(tally))
+
+
+def _usage_params(tally: _Tally) -> dict[str, Any]:
+    return {
+        "id": tally.id,
+        "calls": tally.calls,
+        "denied": tally.denied,
+        "keys": tally.keys,
+        "found": tally.found,
+        "subjects": tally.subjects,
+        "sequential": tally.sequential,
+        "delivered": tally.delivered_records,
+        "tokens": tally.tokens,
+        "at": tally.at,
+        "denials": json.dumps(tally.denials, sort_keys=True),
+    }
 
 
 def _known_subjects(
@@ -470,13 +481,7 @@ def _decide(
 
 
 # PostgreSQL statements of the pipelined group commit (driver level, psycopg placeholders).
-_PG_UPSERT_USAGE = (
-    "INSERT INTO licence_usage (licence_id, day, calls, denied, keys, found, subjects, "
-    "sequential, delivered_records, denials, bucket_tokens, bucket_at) "
-    "VALUES (%s, %s, 0, 0, 0, 0, 0, 0, 0, '{}', -1, 0) "
-    "ON CONFLICT (licence_id, day) DO UPDATE SET licence_id = excluded.licence_id "
-    f"RETURNING {_USAGE_COLUMNS}"
-)
+_PG_UPSERT_USAGE = _driver_sql(_UPSERT_USAGE_SQL)
 _PG_CLAIM = (
     "INSERT INTO licence_subjects (licence_id, day, khash) "
     "SELECT %s, %s, k FROM unnest(CAST(%s AS bytea[])) AS k "
@@ -486,11 +491,7 @@ _PG_UNCLAIM = (
     "DELETE FROM licence_subjects WHERE licence_id = %s AND day = %s "
     "AND khash = ANY(CAST(%s AS bytea[]))"
 )
-_PG_STORE_USAGE = (
-    "UPDATE licence_usage SET calls = %s, denied = %s, keys = %s, found = %s, subjects = %s, "
-    "sequential = %s, delivered_records = %s, bucket_tokens = %s, bucket_at = %s, "
-    "denials = CAST(%s AS json) WHERE id = %s"
-)
+_PG_STORE_USAGE = _driver_sql(_STORE_USAGE_SQL.format(denials="CAST(:denials AS json)"))
 
 
 def _commit_calls_pg(
@@ -514,7 +515,7 @@ def _commit_calls_pg(
     wanted = _wanted_subjects(events)
     sql = audit_log.append_sql("postgresql")
     with pg.pipeline():
-        usage_cur = [pg.execute(_PG_UPSERT_USAGE, (lid, day)) for lid in metered]
+        usage_cur = [pg.execute(_PG_UPSERT_USAGE, {"l": lid, "d": day}) for lid in metered]
         # Insert first and learn which subjects are new today from RETURNING: the unique index
         # answers, whatever the planner's statistics say. Subjects of calls refused below are
         # deleted again before the commit.
@@ -548,22 +549,7 @@ def _commit_calls_pg(
         cur = pg.cursor()
         audit_log.write_plan(cur, sql, plan)
         for t in usage.values():
-            cur.execute(
-                _PG_STORE_USAGE,
-                (
-                    t.calls,
-                    t.denied,
-                    t.keys,
-                    t.found,
-                    t.subjects,
-                    t.sequential,
-                    t.delivered_records,
-                    t.tokens,
-                    t.at,
-                    json.dumps(t.denials, sort_keys=True),
-                    t.id,
-                ),
-            )
+            cur.execute(_PG_STORE_USAGE, _usage_params(t))
         if commit_now:
             cur.execute("COMMIT")
     if audit_log.checkpoint_size_due(session, plan):

@@ -103,14 +103,7 @@ def _supervise(
     session: Session, actor: Actor, object_type: str, object_id: str | int, action: str, reason: str
 ) -> dict[str, Any]:
     """Suspend or reinstate one object and answer with what changed."""
-    return supervision.change_status(
-        session=session,
-        actor=actor,
-        object_type=object_type,
-        object_id=object_id,
-        action=action,
-        reason=reason,
-    ).as_dict()
+    return supervision.change(session, actor, object_type, object_id, action, reason).as_dict()
 
 
 @router.get("/oversight/suspended")
