@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     audit_origin: str = "yuanjian.local/audit"
     audit_checkpoint_every: int = Field(default=1000, ge=1)
     audit_checkpoint_seconds: float = Field(default=60.0, gt=0)
+    # Serving under load: how long (ms) the audit recorder lets more calls join a group commit
+    # once the previous one had several (bigger groups cost less CPU per call); 0: never.
+    serving_commit_linger_ms: float = Field(default=3.0, ge=0, le=50)
     # Production builds: the default engine and Spark's master URL (local mode when embedded).
     build_engine: str = Field(default="duckdb", pattern="^(duckdb|spark)$")
     spark_master: str = "local[2]"

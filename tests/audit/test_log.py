@@ -105,6 +105,54 @@ def test_verify_passes_on_an_untouched_log(instance: Instance) -> None:
     assert report.checkpoints_checked >= 1
 
 
+AWKWARD = {
+    "quote": 'say "hi"',
+    "backslash": "C:\\path\\n",
+    "controls": "tab\tline\nbell\x07",
+    "cjk": "数据元件",
+    "emoji": "\U0001f600",
+    "\U0001f511": "a key outside the BMP",
+    "number": 1.5,
+    "big": 2**50,
+    "nested": {"list": [1, "二", None, True], "empty": {}},
+}
+
+
+def test_entries_with_awkward_text_are_stored_byte_exact(instance: Instance) -> None:
+    # On PostgreSQL the append ships entries inside a JSON parameter: what comes out of it must
+    # be the canonical bytes that were hashed, whatever the text holds.
+    with instance.sessions() as s:
+        actor = instance.cli_actor(s)
+        for i in range(9):
+            audit.record(
+                s,
+                actor,
+                "test.awkward",
+                object_type='type "quoted"',
+                object_id=f"id\\{i}\u00e9",
+                purpose="目的",
+                detail={**AWKWARD, "i": i},
+            )
+        s.commit()
+        rows = s.execute(
+            select(AuditEntry.idx, AuditEntry.payload, AuditEntry.leaf_hash, AuditEntry.object_id)
+            .where(AuditEntry.action == "test.awkward")
+            .order_by(AuditEntry.idx)
+        ).all()
+    assert len(rows) == 9
+    alg = "sha256"
+    for idx, payload, leaf, object_id in rows:
+        doc = json.loads(payload)
+        assert doc["index"] == idx
+        assert doc["detail"]["emoji"] == "\U0001f600"
+        assert doc["detail"]["controls"] == "tab\tline\nbell\x07"
+        assert object_id == doc["object"]["id"]
+        assert audit.canonical_bytes(doc) == payload.encode("utf-8")
+        assert bytes(leaf) == merkle.leaf_hash(payload.encode("utf-8"), alg=alg)
+    report = verify(instance)
+    assert report.ok, report.problems
+
+
 def test_log_tables_refuse_update_and_delete(instance: Instance) -> None:
     fill(instance, 16)  # enough entries for stored nodes (level 3 and up) to exist
     with instance.sessions() as s:

@@ -13,7 +13,9 @@ from tests.products.conftest import Served, bearer
 from tests.reviews.conftest import uscc
 from yuanjian.audit import log
 from yuanjian.audit.models import AuditCheckpoint, AuditEntry
+from yuanjian.identity.actor import Actor
 from yuanjian.instance import Instance
+from yuanjian.products import metering
 from yuanjian.products.serving import ServingRuntime
 
 CODE = "enterprise_operating_score"
@@ -125,3 +127,92 @@ def test_request_ids_are_distinct_and_an_offered_one_is_kept(client) -> None:
     assert len(ids) == 5
     r = client.get("/healthz", headers={"X-Request-Id": "caller-chosen-1"})
     assert r.headers["x-request-id"] == "caller-chosen-1"
+
+
+class _GatedRecorder(metering.CallRecorder):
+    """A recorder whose group commits only note their sizes, each held until released."""
+
+    def __init__(self, **kw: object) -> None:
+        super().__init__(lambda: None, **kw)  # type: ignore[arg-type, return-value]
+        self.sizes: list[int] = []
+        self.release = threading.Semaphore(0)
+
+    def _commit(self, batch: list) -> None:  # type: ignore[override]
+        self.sizes.append(len(batch))
+        self.release.acquire(timeout=10)
+        metering._resolve(batch, [metering.Decision("allowed")] * len(batch))
+
+
+def _call(i: int) -> metering.CallEvent:
+    return metering.CallEvent(Actor.anonymous(request_id=f"r{i}"), "component.call", "allowed")
+
+
+def _wait_for(cond: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
+
+
+def _load_then_one_more(rec: _GatedRecorder) -> metering.CallEvent:
+    """Make a group of 1, then one of 2 (calls queued while a commit runs), then submit one
+    call and a second 0.1 s later; return once all are answered."""
+    first = rec.submit(_call(0))
+    _wait_for(lambda: rec.sizes == [1])  # the first group commit is under way
+    queued = [rec.submit(_call(1)), rec.submit(_call(2))]
+    rec.release.release()
+    first.result(10)
+    rec.release.release()
+    for f in queued:
+        f.result(10)
+    a = rec.submit(_call(3))
+    time.sleep(0.1)
+    b = rec.submit(_call(4))
+    rec.release.release()
+    rec.release.release()
+    a.result(10)
+    b.result(10)
+    return a.result()
+
+
+def test_under_load_the_recorder_lets_calls_join_the_group_commit() -> None:
+    rec = _GatedRecorder(linger=5.0, linger_step=0.5)
+    try:
+        _load_then_one_more(rec)
+    finally:
+        rec.release.release()
+        rec.stop()
+    # After a group of two, the next call waits (a step of 0.5 s) and the one sent 0.1 s later
+    # joins it.
+    assert rec.sizes == [1, 2, 2]
+
+
+def test_without_linger_or_load_a_call_is_committed_at_once() -> None:
+    rec = _GatedRecorder(linger=0.0)
+    try:
+        _load_then_one_more(rec)
+    finally:
+        rec.release.release()
+        rec.stop()
+    assert rec.sizes == [1, 2, 1, 1]
+    # A lone client (groups of one) never waits, however long the linger.
+    lone = _GatedRecorder(linger=30.0, linger_step=30.0)
+    try:
+        for i in range(3):
+            fut = lone.submit(_call(i))
+            lone.release.release()
+            assert fut.result(5).outcome == "allowed"  # would time out had it lingered
+    finally:
+        lone.stop()
+    assert lone.sizes == [1, 1, 1]
+
+
+def test_stopping_a_lingering_recorder_commits_what_it_holds() -> None:
+    rec = _GatedRecorder(linger=30.0, linger_step=0.3)
+    rec._last = 2  # as after a group of two: the next call lingers
+    rec.release.release()
+    fut = rec.submit(_call(0))
+    time.sleep(0.05)
+    rec.stop(timeout=10)
+    assert fut.result(5).outcome == "allowed"
+    assert rec.sizes == [1]

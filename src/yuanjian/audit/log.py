@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import rfc8785
 from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
@@ -176,16 +177,35 @@ _ENTRY_COLUMNS = (
     "leaf_hash",
 )
 
+# How each column is read back out of the JSON rows of the PostgreSQL append.
+_PG_ENTRY_CASTS = (
+    "::bigint",
+    "::timestamp",
+    "::integer",
+    "",
+    "::integer",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "",
+    "hex",
+)
+
 
 @dataclass(frozen=True)
 class AppendSql:
     """Driver-level statements of the append path for one dialect (paramstyle differs)."""
 
     head: str
-    insert_entry: str
-    insert_node: str
-    update_head: str
     sqlite: bool
+    # SQLite: one row per execution, run with executemany.
+    insert_entry: str = ""
+    insert_node: str = ""
+    update_head: str = ""
+    # PostgreSQL: the whole append (entries, nodes, head) as one statement.
+    append: str = ""
 
 
 _RAW: dict[str, AppendSql] = {}
@@ -199,18 +219,37 @@ def append_sql(dialect: str) -> AppendSql:
     if dialect not in _RAW:
         if dialect not in ("sqlite", "postgresql"):
             raise AuditLogError(f"unsupported database dialect {dialect!r}")
-        ph = "?" if dialect == "sqlite" else "%s"
-        lock = "" if dialect == "sqlite" else " FOR UPDATE"
-        entry_values = f"VALUES ({', '.join([ph] * len(_ENTRY_COLUMNS))})"
-        node_values = f"VALUES ({ph}, {ph}, {ph})"
-        _RAW[dialect] = AppendSql(
-            head="SELECT size, hash_alg, frontier, last_checkpoint_size FROM audit_head "
-            f"WHERE id = 1{lock}",
-            insert_entry=f"INSERT INTO audit_entries ({', '.join(_ENTRY_COLUMNS)}) {entry_values}",
-            insert_node=f"INSERT INTO audit_nodes (level, k, hash) {node_values}",
-            update_head=f"UPDATE audit_head SET size = {ph}, frontier = {ph} WHERE id = 1",
-            sqlite=dialect == "sqlite",
-        )
+        columns = ", ".join(_ENTRY_COLUMNS)
+        if dialect == "sqlite":
+            _RAW[dialect] = AppendSql(
+                head="SELECT size, hash_alg, frontier, last_checkpoint_size FROM audit_head "
+                "WHERE id = 1",
+                sqlite=True,
+                insert_entry=f"INSERT INTO audit_entries ({columns}) "
+                f"VALUES ({', '.join(['?'] * len(_ENTRY_COLUMNS))})",
+                insert_node="INSERT INTO audit_nodes (level, k, hash) VALUES (?, ?, ?)",
+                update_head="UPDATE audit_head SET size = ?, frontier = ? WHERE id = 1",
+            )
+        else:
+            # Entries and nodes arrive as JSON arrays of rows (see write_plan), read back
+            # column by column; data-modifying CTEs make the three writes one statement.
+            fields = ", ".join(
+                f"(r->>{i}){cast}" if cast != "hex" else f"decode(r->>{i}, 'hex')"
+                for i, cast in enumerate(_PG_ENTRY_CASTS)
+            )
+            _RAW[dialect] = AppendSql(
+                head="SELECT size, hash_alg, frontier, last_checkpoint_size FROM audit_head "
+                "WHERE id = 1 FOR UPDATE",
+                sqlite=False,
+                append=(
+                    f"WITH e AS (INSERT INTO audit_entries ({columns}) SELECT {fields} "
+                    "FROM json_array_elements(CAST(%s AS json)) AS r), "
+                    "n AS (INSERT INTO audit_nodes (level, k, hash) "
+                    "SELECT (r->>0)::smallint, (r->>1)::bigint, decode(r->>2, 'hex') "
+                    "FROM json_array_elements(CAST(%s AS json)) AS r) "
+                    "UPDATE audit_head SET size = %s, frontier = %s WHERE id = 1"
+                ),
+            )
     return _RAW[dialect]
 
 
@@ -220,30 +259,24 @@ def write_plan(cur: Any, sql: AppendSql, plan: AppendPlan) -> None:
         cur.executemany(sql.insert_entry, plan.entries)
         if plan.nodes:
             cur.executemany(sql.insert_node, plan.nodes)
-    else:
-        # One multi-row INSERT per table: psycopg's executemany sends a statement per row, and
-        # the per-statement client work was most of a serving group commit's CPU (measured:
-        # -18% CPU, -30% time for 8 rows; an INSERT ... unnest() of arrays was slower). Texts
-        # vary with the row count, so they are not server-side prepared.
-        _insert_rows(cur, sql.insert_entry, plan.entries)
-        _insert_rows(cur, sql.insert_node, plan.nodes)
-    cur.execute(sql.update_head, plan.head_params)
-
-
-def _insert_rows(cur: Any, insert: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    # ``insert`` ends in one "VALUES (...)" group; chunks keep under PostgreSQL's 65,535
-    # parameters per statement.
-    if not rows:
+        cur.execute(sql.update_head, plan.head_params)
         return
-    head, group = insert.rsplit("VALUES ", 1)
-    per = max(1, 60000 // len(rows[0]))
-    for i in range(0, len(rows), per):
-        chunk = rows[i : i + per]
-        cur.execute(
-            f"{head}VALUES {', '.join([group] * len(chunk))}",
-            [v for row in chunk for v in row],
-            prepare=False,
-        )
+    # One fixed statement whose rows are two JSON parameters. psycopg's executemany sends a
+    # statement per row; a multi-row VALUES list has a text and parameter count that vary
+    # with the rows, which psycopg parses anew on every call (its cache stops at 50
+    # parameters) and PostgreSQL plans anew; and every statement is a command and a result
+    # for the client to process. Those were most of a serving group commit's client CPU
+    # (py-spy). A text parameter dumps in C, and the statement is prepared once per
+    # connection. (INSERT ... unnest() of typed arrays was slower: psycopg dumps arrays
+    # element by element in Python.)
+    cur.execute(
+        sql.append,
+        (
+            orjson.dumps(plan.entries).decode("utf-8"),
+            orjson.dumps(plan.nodes).decode("utf-8"),
+            *plan.head_params,
+        ),
+    )
 
 
 @dataclass
@@ -254,8 +287,9 @@ class AppendPlan:
     new_size: int
     alg: str
     last_checkpoint_size: int
+    # Rows in _ENTRY_COLUMNS and (level, k, hash) order; hashes as hex for PostgreSQL.
     entries: list[tuple[Any, ...]]
-    nodes: list[tuple[int, int, bytes]]
+    nodes: list[tuple[int, int, bytes | str]]
     frontier: list[bytes]
 
     @property
@@ -281,8 +315,8 @@ def plan_append(head: Sequence[Any], events: Sequence[AuditEvent], *, sqlite: bo
             (
                 idx,
                 # SQLAlchemy's text form of a SQLite DATETIME, so reads and range queries
-                # agree; PostgreSQL takes the naive UTC value.
-                f"{iso[:10]} {iso[11:]}" if sqlite else datetime.fromisoformat(iso),
+                # agree; PostgreSQL reads the ISO text of the naive UTC value.
+                f"{iso[:10]} {iso[11:]}" if sqlite else iso,
                 actor.user_id,
                 actor.username,
                 actor.org_id,
@@ -292,14 +326,16 @@ def plan_append(head: Sequence[Any], events: Sequence[AuditEvent], *, sqlite: bo
                 event.outcome,
                 actor.request_id,
                 payload.decode("utf-8"),
-                leaf,
+                leaf if sqlite else leaf.hex(),
             )
         )
         idx += 1
     nodes, frontier = merkle.append_leaves(start, leaves, _split(bytes(head[2] or b"")), alg=alg)
     # Level-0 nodes are the entries' own leaf hashes, and nodes below STORED_MIN_LEVEL are
     # cheaper to recompute from their few leaves than to write per event.
-    inner = [n for n in nodes if n[0] >= STORED_MIN_LEVEL]
+    inner: list[tuple[int, int, bytes | str]] = [
+        (lv, k, h if sqlite else h.hex()) for lv, k, h in nodes if lv >= STORED_MIN_LEVEL
+    ]
     return AppendPlan(start, idx, alg, int(head[3] or 0), entries, inner, frontier)
 
 

@@ -105,16 +105,25 @@ class CallRecorder:
     """One background thread per process that commits serving calls in groups."""
 
     def __init__(
-        self, sessions: Callable[[], Session], *, max_batch: int = 512, name: str = "recorder"
+        self,
+        sessions: Callable[[], Session],
+        *,
+        max_batch: int = 512,
+        linger: float = 0.0,
+        linger_step: float = 0.001,
+        name: str = "recorder",
     ) -> None:
         self.sessions = sessions
         self.max_batch = max_batch
+        self.linger = linger
+        self.linger_step = linger_step
         self._q: queue.SimpleQueue[tuple[CallEvent, _Waiter] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._name = name
         self.batches = 0
         self.events = 0
+        self._last = 0
 
     def start(self) -> None:
         """Start the thread (idempotent)."""
@@ -158,21 +167,54 @@ class CallRecorder:
     def _run(self) -> None:
         while True:
             item = self._q.get()
-            stop = item is None
-            batch = [] if item is None else [item]
-            while len(batch) < self.max_batch:
-                try:
-                    nxt = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
+            batch: list[tuple[CallEvent, _Waiter]] = []
+            stop = item is None or self._drain(batch, item)
+            if not stop and self.linger > 0 and self._last > 1:
+                stop = self._linger(batch)
+            self._last = len(batch)
             if batch:
                 self._commit(batch)
             if stop:
                 return
+
+    def _drain(self, batch: list[tuple[CallEvent, _Waiter]], first: Any = None) -> bool:
+        """Move queued calls into ``batch`` (up to ``max_batch``); True when told to stop."""
+        if first is not None:
+            batch.append(first)
+        while len(batch) < self.max_batch:
+            try:
+                nxt = self._q.get_nowait()
+            except queue.Empty:
+                return False
+            if nxt is None:
+                return True
+            batch.append(nxt)
+        return False
+
+    def _linger(self, batch: list[tuple[CallEvent, _Waiter]]) -> bool:
+        """Under load, let more calls join the group for up to ``linger`` seconds.
+
+        Each group commit costs this process's recorder and the database a fixed amount of
+        CPU besides its per-call work; with the CPU saturated, committing whatever is queued
+        the moment the previous commit ends makes small groups, and the fixed cost then
+        crowds out request handling (benchmarks/serving.py: groups of ~6.5 calls, against
+        ~13 with a 3 ms linger, and ~20% less CPU per call). It applies only when the
+        previous group had more than one call, so a lone client waits for nothing, and ends
+        early once a step of ``linger_step`` brings no new call. Sleeping releases the
+        GIL: the calls that join are being handled meanwhile.
+        """
+        deadline = time.monotonic() + self.linger
+        while len(batch) < self.max_batch:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            before = len(batch)
+            time.sleep(min(self.linger_step, remaining))
+            if self._drain(batch):
+                return True
+            if len(batch) == before:
+                return False
+        return False
 
     def _commit(self, batch: list[tuple[CallEvent, _Waiter]]) -> None:
         events = [e for e, _ in batch]
@@ -482,15 +524,23 @@ def _decide(
 
 # PostgreSQL statements of the pipelined group commit (driver level, psycopg placeholders).
 _PG_UPSERT_USAGE = _driver_sql(_UPSERT_USAGE_SQL)
+# Subject hashes travel as one text of comma-separated hex: psycopg dumps a bytea[] element
+# by element in Python (a regular-expression escape each), a text in C.
 _PG_CLAIM = (
     "INSERT INTO licence_subjects (licence_id, day, khash) "
-    "SELECT %s, %s, k FROM unnest(CAST(%s AS bytea[])) AS k "
+    "SELECT %s, %s, decode(k, 'hex') FROM unnest(string_to_array(%s, ',')) AS k "
     "ON CONFLICT DO NOTHING RETURNING khash"
 )
 _PG_UNCLAIM = (
     "DELETE FROM licence_subjects WHERE licence_id = %s AND day = %s "
-    "AND khash = ANY(CAST(%s AS bytea[]))"
+    "AND khash IN (SELECT decode(k, 'hex') FROM unnest(string_to_array(%s, ',')) AS k)"
 )
+
+
+def _hex_list(khashes: set[bytes]) -> str:
+    return ",".join(sorted(k.hex() for k in khashes))
+
+
 _PG_STORE_USAGE = _driver_sql(_STORE_USAGE_SQL.format(denials="CAST(:denials AS json)"))
 
 
@@ -520,7 +570,7 @@ def _commit_calls_pg(
         # answers, whatever the planner's statistics say. Subjects of calls refused below are
         # deleted again before the commit.
         claim_cur = {
-            lid: pg.execute(_PG_CLAIM, (lid, day, sorted(ks))) for lid, ks in wanted.items()
+            lid: pg.execute(_PG_CLAIM, (lid, day, _hex_list(ks))) for lid, ks in wanted.items()
         }
         head_cur = pg.execute(sql.head)
         usage = {
@@ -545,7 +595,7 @@ def _commit_calls_pg(
         for lid, ks in claimed.items():
             unused = ks - decided.new_subjects.get(lid, set())
             if unused:
-                pg.execute(_PG_UNCLAIM, (lid, day, sorted(unused)))
+                pg.execute(_PG_UNCLAIM, (lid, day, _hex_list(unused)))
         cur = pg.cursor()
         audit_log.write_plan(cur, sql, plan)
         for t in usage.values():

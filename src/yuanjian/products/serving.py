@@ -182,7 +182,9 @@ class ServingRuntime:
         self.data_dir: Path = instance.settings.data_dir
         self.token_key = credentials.token_key(instance.settings.load_secret_key())
         self._recorder_engine, sessions = _recorder_sessions(instance)
-        self.recorder = metering.CallRecorder(sessions)
+        self.recorder = metering.CallRecorder(
+            sessions, linger=instance.settings.serving_commit_linger_ms / 1000
+        )
         # The recorder thread waits on the database a dozen times per group commit and must win
         # the GIL back from the busy event loop each time; the default 5 ms switch interval
         # would add up to that much per round trip to every call's latency.
