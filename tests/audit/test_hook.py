@@ -108,6 +108,16 @@ def test_fast_canonical_json_equals_rfc8785(doc: dict) -> None:
     assert audit.canonical_bytes(doc) == expected
 
 
+def test_integers_beyond_double_precision_are_kept_as_text(instance: Instance) -> None:
+    big = 2**60 + 1
+    with instance.sessions() as s:
+        audit.record(s, instance.cli_actor(s), "test.big", detail={"bytes": big, "n": [-big, 7]})
+        s.commit()
+        payload = s.scalar(select(AuditEntry.payload).where(AuditEntry.action == "test.big"))
+    detail = json.loads(payload)["detail"]
+    assert detail == {"bytes": str(big), "n": [str(-big), 7]}
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.datetimes(

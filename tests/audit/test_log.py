@@ -113,7 +113,7 @@ AWKWARD = {
     "emoji": "\U0001f600",
     "\U0001f511": "a key outside the BMP",
     "number": 1.5,
-    "big": 2**50,
+    "big": 2**60,
     "nested": {"list": [1, "二", None, True], "empty": {}},
 }
 

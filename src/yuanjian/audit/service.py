@@ -203,7 +203,11 @@ def _canonical_value(value: Any) -> tuple[Any, bool]:
     if isinstance(value, str) or value is None or isinstance(value, bool):
         return value, True
     if isinstance(value, int):
-        return value, -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT
+        # RFC 8785 numbers are IEEE 754 doubles: a larger integer would lose digits (rfc8785
+        # refuses it), so it is kept exactly, as its decimal text.
+        if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            return value, True
+        return str(value), True
     if isinstance(value, float):
         # NaN and infinities have no JSON form; any float needs ES6 number formatting.
         return (value if math.isfinite(value) else None), not math.isfinite(value)
