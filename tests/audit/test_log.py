@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
 from yuanjian.audit import log, merkle
@@ -272,6 +272,40 @@ def test_log_refuses_to_sign_an_inconsistent_checkpoint(instance: Instance) -> N
     )
     with instance.sessions() as s, pytest.raises(log.AuditLogError, match="not consistent"):
         log.issue_checkpoint(s, instance.audit)
+
+
+def test_a_checkpoint_signed_meanwhile_by_another_writer_stands(
+    instance: Instance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if instance.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serializes whole transactions: no other writer can sign meanwhile")
+    size = fill(instance, 10)
+    with instance.sessions() as s:
+        log.issue_checkpoint(s, instance.audit)
+    size = fill(instance, 13)
+    real = log._prove_and_sign
+    raced: list[int] = []
+
+    def racing(session, signer, n, root, alg):  # type: ignore[no-untyped-def]
+        out = real(session, signer, n, root, alg)
+        if not raced:
+            # Between our proof and our record, another process signs the same head: the head
+            # is not locked while we prove and sign.
+            raced.append(0)
+            with instance.sessions() as other:
+                # Fails instead of hanging if the head were locked meanwhile.
+                other.execute(text("SET LOCAL lock_timeout = '5s'"))
+                raced.append(log.issue_checkpoint(other, instance.audit).size)
+        return out
+
+    monkeypatch.setattr(log, "_prove_and_sign", racing)
+    with instance.sessions() as s:
+        cp = log.issue_checkpoint(s, instance.audit)
+        assert cp.size == raced[1] == size
+        assert s.scalar(select(func.count()).where(AuditCheckpoint.size == size)) == 1
+        assert log.read_head(s).last_checkpoint_size == size
+    report = verify(instance)
+    assert report.ok, report.problems
 
 
 def test_cli_verify_exits_1_naming_the_index(instance: Instance, settings: Settings) -> None:

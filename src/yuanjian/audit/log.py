@@ -488,6 +488,17 @@ def _sign_checkpoint(
     session: Session, signer: Signer, size: int, root: bytes, alg: str, prev_size: int
 ) -> AuditCheckpoint:
     """Sign a checkpoint after proving it consistent with the previous one from stored nodes."""
+    signed = _prove_and_sign(session, signer, size, root, alg)
+    if isinstance(signed, AuditCheckpoint):
+        return signed
+    return _record_checkpoint(session, size, root, signed)
+
+
+def _prove_and_sign(
+    session: Session, signer: Signer, size: int, root: bytes, alg: str
+) -> AuditCheckpoint | str:
+    """The signed note of a checkpoint at ``size``, once proved consistent with the newest
+    one from stored nodes; or the checkpoint already signed at that size."""
     existing = session.scalar(select(AuditCheckpoint).where(AuditCheckpoint.size == size))
     if existing is not None:
         return existing
@@ -503,7 +514,10 @@ def _sign_checkpoint(
             raise AuditLogError(
                 f"refusing to sign size {size}: not consistent with checkpoint {prev.size}"
             )
-    note_text = sign_note(Checkpoint(signer.name, size, root).format(), signer)
+    return sign_note(Checkpoint(signer.name, size, root).format(), signer)
+
+
+def _record_checkpoint(session: Session, size: int, root: bytes, note_text: str) -> AuditCheckpoint:
     now = utcnow()
     cp = AuditCheckpoint(size=size, root=root, note=note_text, created_at=now)
     session.add(cp)
@@ -517,12 +531,30 @@ def _sign_checkpoint(
 
 
 def issue_checkpoint(session: Session, ctx: AuditContext) -> AuditCheckpoint:
-    """Sign a checkpoint of the current head now (or return the one at this size)."""
+    """Sign a checkpoint of the current head now (or return the one at this size).
+
+    The proof and the signature are made from the head as read, without its lock: the nodes
+    of the first ``size`` entries never change, and holding the lock meanwhile stalled every
+    appender, serving group commits included, for ~7 ms per checkpoint on PostgreSQL. The
+    lock is taken only to record the checkpoint; if another writer signed one at this size
+    or beyond in the meantime, that one stands.
+    """
     if ctx.signer is None:
         raise AuditLogError("no audit signing key: run `yuanjian init`")
-    head = read_head(session, lock=True)
+    head = read_head(session)
     root = merkle.root_from_frontier(head.frontier, head.size, alg=head.alg)
-    cp = _sign_checkpoint(session, ctx.signer, head.size, root, head.alg, head.last_checkpoint_size)
+    signed = _prove_and_sign(session, ctx.signer, head.size, root, head.alg)
+    if isinstance(signed, AuditCheckpoint):
+        session.commit()
+        return signed
+    locked = read_head(session, lock=True)
+    if locked.last_checkpoint_size >= head.size:
+        cp = session.scalar(select(AuditCheckpoint).where(AuditCheckpoint.size == head.size))
+        cp = cp or latest_checkpoint(session)
+        assert cp is not None
+        session.commit()
+        return cp
+    cp = _record_checkpoint(session, head.size, root, signed)
     session.commit()
     return cp
 
