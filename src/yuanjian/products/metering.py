@@ -197,7 +197,7 @@ class CallRecorder:
         Each group commit costs this process's recorder and the database a fixed amount of
         CPU besides its per-call work; with the CPU saturated, committing whatever is queued
         the moment the previous commit ends makes small groups, and the fixed cost then
-        crowds out request handling (benchmarks/serving.py: groups of ~6.5 calls, against
+        crowds out request handling (under benchmarks/serving.py's load: groups of ~6.5 calls,
         ~13 with a 3 ms linger, and ~20% less CPU per call). It applies only when the
         previous group had more than one call, so a lone client waits for nothing, and ends
         early once a step of ``linger_step`` brings no new call. Sleeping releases the
