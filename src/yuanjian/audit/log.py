@@ -177,20 +177,20 @@ _ENTRY_COLUMNS = (
     "leaf_hash",
 )
 
-# How each column is read back out of the JSON rows of the PostgreSQL append.
-_PG_ENTRY_CASTS = (
-    "::bigint",
-    "::timestamp",
-    "::integer",
-    "",
-    "::integer",
-    "",
-    "",
-    "",
-    "",
-    "",
-    "",
-    "hex",
+# Each column as read back out of a JSON row of the PostgreSQL append, in _ENTRY_COLUMNS order.
+_PG_ENTRY_FIELDS = (
+    "(r->>0)::bigint",
+    "(r->>1)::timestamp",
+    "(r->>2)::integer",
+    "r->>3",
+    "(r->>4)::integer",
+    "r->>5",
+    "r->>6",
+    "r->>7",
+    "r->>8",
+    "r->>9",
+    "r->>10",
+    "decode(r->>11, 'hex')",
 )
 
 
@@ -233,10 +233,7 @@ def append_sql(dialect: str) -> AppendSql:
         else:
             # Entries and nodes arrive as JSON arrays of rows (see write_plan), read back
             # column by column; data-modifying CTEs make the three writes one statement.
-            fields = ", ".join(
-                f"(r->>{i}){cast}" if cast != "hex" else f"decode(r->>{i}, 'hex')"
-                for i, cast in enumerate(_PG_ENTRY_CASTS)
-            )
+            fields = ", ".join(_PG_ENTRY_FIELDS)
             _RAW[dialect] = AppendSql(
                 head="SELECT size, hash_alg, frontier, last_checkpoint_size FROM audit_head "
                 "WHERE id = 1 FOR UPDATE",
@@ -378,7 +375,7 @@ def checkpoint_if_size_due(session: Session, plan: AppendPlan) -> None:
     ctx: AuditContext = session.info[INFO_KEY]
     assert ctx.signer is not None
     root = merkle.root_from_frontier(plan.frontier, plan.new_size, alg=plan.alg)
-    _sign_checkpoint(session, ctx.signer, plan.new_size, root, plan.alg, plan.last_checkpoint_size)
+    _sign_checkpoint(session, ctx.signer, plan.new_size, root, plan.alg)
 
 
 # ---------------------------------------------------------------- nodes and proofs
@@ -485,7 +482,7 @@ def frontier_at(session: Session, size: int) -> list[bytes]:
 
 
 def _sign_checkpoint(
-    session: Session, signer: Signer, size: int, root: bytes, alg: str, prev_size: int
+    session: Session, signer: Signer, size: int, root: bytes, alg: str
 ) -> AuditCheckpoint:
     """Sign a checkpoint after proving it consistent with the previous one from stored nodes."""
     signed = _prove_and_sign(session, signer, size, root, alg)
