@@ -206,6 +206,11 @@ class AppendSql:
     update_head: str = ""
     # PostgreSQL: the whole append (entries, nodes, head) as one statement.
     append: str = ""
+    # PostgreSQL: the same append without a locked read of the head first, for a writer that
+    # knows the head from its own last append: it fails (division by zero: the statement
+    # names no rows to write when the head moved) unless the head's size is still the one
+    # given, and returns the head's last checkpoint size.
+    append_at: str = ""
 
 
 _RAW: dict[str, AppendSql] = {}
@@ -232,26 +237,36 @@ def append_sql(dialect: str) -> AppendSql:
             )
         else:
             # Entries and nodes arrive as JSON arrays of rows (see write_plan), read back
-            # column by column; data-modifying CTEs make the three writes one statement.
+            # column by column (jsonb: each row is parsed once, not once per column);
+            # data-modifying CTEs make the three writes one statement.
             fields = ", ".join(_PG_ENTRY_FIELDS)
+            writes = (
+                f"WITH e AS (INSERT INTO audit_entries ({columns}) SELECT {fields} "
+                "FROM jsonb_array_elements(CAST(%s AS jsonb)) AS r), "
+                "n AS (INSERT INTO audit_nodes (level, k, hash) "
+                "SELECT (r->>0)::smallint, (r->>1)::bigint, decode(r->>2, 'hex') "
+                "FROM json_array_elements(CAST(%s AS json)) AS r)"
+            )
             _RAW[dialect] = AppendSql(
                 head="SELECT size, hash_alg, frontier, last_checkpoint_size FROM audit_head "
                 "WHERE id = 1 FOR UPDATE",
                 sqlite=False,
-                append=(
-                    f"WITH e AS (INSERT INTO audit_entries ({columns}) SELECT {fields} "
-                    "FROM json_array_elements(CAST(%s AS json)) AS r), "
-                    "n AS (INSERT INTO audit_nodes (level, k, hash) "
-                    "SELECT (r->>0)::smallint, (r->>1)::bigint, decode(r->>2, 'hex') "
-                    "FROM json_array_elements(CAST(%s AS json)) AS r) "
-                    "UPDATE audit_head SET size = %s, frontier = %s WHERE id = 1"
+                append=f"{writes} UPDATE audit_head SET size = %s, frontier = %s WHERE id = 1",
+                append_at=(
+                    f"{writes}, h AS (UPDATE audit_head SET size = %s, frontier = %s "
+                    "WHERE id = 1 AND size = %s RETURNING last_checkpoint_size) "
+                    "SELECT 1 / (count(*) = 1)::int, max(last_checkpoint_size) FROM h"
                 ),
             )
     return _RAW[dialect]
 
 
-def write_plan(cur: Any, sql: AppendSql, plan: AppendPlan) -> None:
-    """Run the planned append on a driver cursor (entries, nodes, head)."""
+def write_plan(cur: Any, sql: AppendSql, plan: AppendPlan, *, unlocked: bool = False) -> None:
+    """Run the planned append on a driver cursor (entries, nodes, head).
+
+    ``unlocked`` (PostgreSQL): the plan was made from a remembered head, not a locked read;
+    the statement fails unless the head is still at ``plan.start`` (see ``AppendSql.append_at``).
+    """
     if sql.sqlite:
         cur.executemany(sql.insert_entry, plan.entries)
         if plan.nodes:
@@ -266,14 +281,15 @@ def write_plan(cur: Any, sql: AppendSql, plan: AppendPlan) -> None:
     # (py-spy). A text parameter dumps in C, and the statement is prepared once per
     # connection. (INSERT ... unnest() of typed arrays was slower: psycopg dumps arrays
     # element by element in Python.)
-    cur.execute(
-        sql.append,
-        (
-            orjson.dumps(plan.entries).decode("utf-8"),
-            orjson.dumps(plan.nodes).decode("utf-8"),
-            *plan.head_params,
-        ),
+    params: tuple[Any, ...] = (
+        orjson.dumps(plan.entries).decode("utf-8"),
+        orjson.dumps(plan.nodes).decode("utf-8"),
+        *plan.head_params,
     )
+    if unlocked:
+        cur.execute(sql.append_at, (*params, plan.start))
+    else:
+        cur.execute(sql.append, params)
 
 
 @dataclass
