@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Serving under load: how long (ms) the audit recorder lets more calls join a group commit
     # once the previous one had several (bigger groups cost less CPU per call); 0: never.
     serving_commit_linger_ms: float = Field(default=3.0, ge=0, le=50)
+    # Who commits serving calls: one writer process per host (``process``), a recorder thread in
+    # each server process (``thread``), or ``auto``: the writer on PostgreSQL, threads on SQLite.
+    serving_audit_writer: str = Field(default="auto", pattern="^(auto|process|thread)$")
     # Production builds: the default engine and Spark's master URL (local mode when embedded).
     build_engine: str = Field(default="duckdb", pattern="^(duckdb|spark)$")
     spark_master: str = "local[2]"

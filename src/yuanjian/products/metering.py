@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -30,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+import psycopg
+import psycopg.errors
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -217,28 +220,80 @@ class CallRecorder:
         return False
 
     def _commit(self, batch: list[tuple[CallEvent, _Waiter]]) -> None:
-        events = [e for e, _ in batch]
-        try:
-            with self.sessions() as session:
-                decisions = commit_calls(session, events, defer_checkpoint=True)
-                checkpoint = session.info.pop(CHECKPOINT_DUE, False)
-        except Exception as exc:  # the calls fail closed: no event, no data
-            log.exception("serving audit group commit failed (%d calls)", len(batch))
-            _resolve(batch, [exc] * len(batch))
-            return
-        self.batches += 1
-        self.events += len(batch)
-        _resolve(batch, decisions)
-        if checkpoint:
-            # Signed after the calls are answered, in a transaction of its own: signing reads
-            # nodes for the consistency proof and would hold the group commit's locks longer.
-            try:
-                with self.sessions() as session:
-                    ctx = session.info.get(audit_log.INFO_KEY)
-                    if ctx is not None and ctx.signer is not None:
-                        audit_log.issue_checkpoint(session, ctx)
-            except Exception:  # the next due checkpoint (or the periodic one) covers it
-                log.exception("signing the audit checkpoint after a group commit failed")
+        results = commit_group(self.sessions, [e for e, _ in batch])
+        if not isinstance(results, Exception):
+            self.batches += 1
+            self.events += len(batch)
+        _resolve(batch, [results] * len(batch) if isinstance(results, Exception) else results)
+        if not isinstance(results, Exception):
+            sign_deferred_checkpoint(self.sessions)
+
+
+def commit_group(
+    sessions: Callable[[], Session],
+    events: list[CallEvent],
+    state: WriterState | None = None,
+    *,
+    known: bool = True,
+) -> list[Decision] | Exception:
+    """One group commit of serving calls in a session of its own: each call's decision, or the
+    failure that fails them all closed (no event, no data). A checkpoint falling due is left
+    for ``sign_deferred_checkpoint``, flagged on the calling thread. ``known=False`` skips the
+    one-round-trip path (``decide_known``) even with a ``state``."""
+    try:
+        with sessions() as session:
+            decisions = commit_calls(
+                session, events, defer_checkpoint=True, state=state, known=known
+            )
+            _flag_checkpoint(session)
+    except Exception as exc:
+        log.exception("serving audit group commit failed (%d calls)", len(events))
+        return exc
+    return decisions
+
+
+def commit_known_group(
+    sessions: Callable[[], Session],
+    group: KnownGroup,
+    state: WriterState,
+) -> list[Decision] | Exception | None:
+    """``write_known`` in a session of its own: the decisions, None when the database refused
+    the group (commit it with ``commit_group(..., known=False)``), or the failure that fails
+    the calls closed."""
+    try:
+        with sessions() as session:
+            decisions = write_known(session, group, state)
+            if decisions is not None:
+                _flag_checkpoint(session)
+    except Exception as exc:
+        log.exception("serving audit group commit failed (%d calls)", len(group.decided.decisions))
+        return exc
+    return decisions
+
+
+def _flag_checkpoint(session: Session) -> None:
+    _DEFERRED.due = session.info.pop(CHECKPOINT_DUE, False) or getattr(_DEFERRED, "due", False)
+
+
+_DEFERRED = threading.local()
+
+
+def sign_deferred_checkpoint(sessions: Callable[[], Session]) -> None:
+    """Sign the checkpoint a group commit of this thread left due, if any.
+
+    Signed after the calls are answered, in a transaction of its own: signing reads nodes for
+    the consistency proof and would hold the group commit's locks longer.
+    """
+    if not getattr(_DEFERRED, "due", False):
+        return
+    _DEFERRED.due = False
+    try:
+        with sessions() as session:
+            ctx = session.info.get(audit_log.INFO_KEY)
+            if ctx is not None and ctx.signer is not None:
+                audit_log.issue_checkpoint(session, ctx)
+    except Exception:  # the next due checkpoint (or the periodic one) covers it
+        log.exception("signing the audit checkpoint after a group commit failed")
 
 
 def _resolve(batch: list[tuple[CallEvent, _Waiter]], results: list[Decision | Exception]) -> None:
@@ -409,16 +464,27 @@ def commit_calls(
     *,
     commit: bool = True,
     defer_checkpoint: bool = False,
+    state: WriterState | None = None,
+    known: bool = True,
 ) -> list[Decision]:
     """Decide quotas and rate limits for the calls, record their audit events, commit.
 
     With ``defer_checkpoint`` (PostgreSQL), a checkpoint that falls due is not signed in this
     transaction; ``session.info[CHECKPOINT_DUE]`` says the caller should sign one after.
+    ``state`` (PostgreSQL, the host's writer) is what the caller's previous group commits
+    left; with it most group commits take one round trip (``decide_known``, ``write_known``),
+    unless ``known`` is False.
     """
     day = today()
     now = time.time()
     if session.get_bind().dialect.name == "postgresql":
-        return _commit_calls_pg(session, events, day, now, commit, defer_checkpoint)
+        if state is not None and commit and known:
+            group = decide_known(events, state, day=day, now=now)
+            if group is not None:
+                decisions = write_known(session, group, state, defer_checkpoint=defer_checkpoint)
+                if decisions is not None:
+                    return decisions
+        return _commit_calls_pg(session, events, day, now, commit, defer_checkpoint, state)
     metered = {e.licence_id for e in events if e.licence_id is not None}
     usage = _usage_rows(session, metered, day)
     wanted = _wanted_subjects(events)
@@ -551,6 +617,7 @@ def _commit_calls_pg(
     now: float,
     commit: bool,
     defer_checkpoint: bool,
+    state: WriterState | None = None,
 ) -> list[Decision]:
     """The group commit on PostgreSQL in three round trips, with psycopg's pipeline mode.
 
@@ -611,7 +678,181 @@ def _commit_calls_pg(
         _maybe_alert(session, lid, day, tally, events)
     if commit:
         session.commit()
+    if state is not None:
+        state.remember(plan, None, {(lid, day): t for lid, t in usage.items()})
     return decided.decisions
+
+
+@dataclass
+class WriterState:
+    """What the host's serving writer knows after its own last group commit: the log's head and
+    the usage counters of the licences it served. The next group commit is decided from them
+    and written in one round trip, with checks that fail it when anyone else moved the head or
+    the counters meanwhile; a failed check costs a retry the ordinary way, never a wrong
+    decision or entry."""
+
+    head: tuple[int, str, bytes, int] | None = None  # size, hash alg, frontier, last checkpoint
+    usage: dict[tuple[int, date], _Tally] = field(default_factory=dict)
+    known_commits: int = 0
+    retries: int = 0
+
+    def remember(
+        self,
+        plan: audit_log.AppendPlan,
+        last_checkpoint: int | None,
+        tallies: dict[tuple[int, date], _Tally],
+    ) -> None:
+        """Take the head and counters a committed group left."""
+        cp = plan.last_checkpoint_size if last_checkpoint is None else last_checkpoint
+        self.head = (plan.new_size, plan.alg, b"".join(plan.frontier), cp)
+        for key, t in tallies.items():
+            self.usage[key] = _copy_tally(t)
+        if len(self.usage) > 10_000:  # yesterday's licences
+            today_ = max(day for _, day in self.usage)
+            self.usage = {k: v for k, v in self.usage.items() if k[1] == today_}
+
+    def forget(self) -> None:
+        """Drop everything (someone else wrote; the next group reads afresh)."""
+        self.head = None
+        self.usage.clear()
+
+
+def _copy_tally(t: _Tally) -> _Tally:
+    return dataclasses.replace(t, denials=dict(t.denials))
+
+
+# The counters are checked, not locked and read: a group commit that finds them moved fails
+# (a division by zero where the statement expected one row) and is retried the ordinary way.
+_PG_KNOWN_USAGE = (
+    "WITH c AS (INSERT INTO licence_subjects (licence_id, day, khash) "
+    "SELECT %(l)s, %(d)s, decode(k, 'hex') FROM unnest(string_to_array(%(k)s, ',')) AS k "
+    "ON CONFLICT DO NOTHING RETURNING 1), "
+    "u AS (UPDATE licence_usage SET calls = %(calls)s, denied = %(denied)s, keys = %(keys)s, "
+    "found = %(found)s, subjects = subjects + (SELECT count(*) FROM c), "
+    "sequential = %(sequential)s, delivered_records = delivered_records + %(delivered)s, "
+    "bucket_tokens = %(tokens)s, bucket_at = %(at)s, denials = CAST(%(denials)s AS json) "
+    "WHERE id = %(id)s AND calls = %(was_calls)s AND denied = %(was_denied)s "
+    "AND bucket_at = %(was_at)s RETURNING subjects) "
+    "SELECT 1 / (count(*) = 1)::int, max(subjects) FROM u"
+)
+
+
+@dataclass
+class KnownGroup:
+    """A group commit decided from a writer's knowledge (``decide_known``), to be written."""
+
+    day: date
+    usage: dict[int, _Tally]  # the counters once it commits
+    was: dict[int, _Tally]  # the counters it expects to find
+    decided: _Decided
+    plan: audit_log.AppendPlan
+
+
+def decide_known(
+    events: list[CallEvent], state: WriterState, *, day: date, now: float
+) -> KnownGroup | None:
+    """Decide a group from ``state`` and advance ``state`` to what the group leaves once it
+    commits (a next group may be decided and sent before this one commits); None when it
+    cannot be (nothing known yet, or a quota or an alert within reach).
+
+    Every key is counted as new to the licence's day, so the subject quota is never at stake:
+    the path is taken only while even that count stays below the share of the quota that
+    raises an alert; the database counts the keys that really were new as it writes them.
+    """
+    head = state.head
+    if head is None:
+        return None
+    metered = sorted({e.licence_id for e in events if e.licence_id is not None})
+    known = {lid: state.usage.get((lid, day)) for lid in metered}
+    was: dict[int, _Tally] = {}
+    for lid, t in known.items():
+        if t is None:
+            return None
+        was[lid] = t
+    keys: dict[int, int] = defaultdict(int)
+    for e in events:
+        if e.licence_id is not None and e.outcome == "allowed":
+            keys[e.licence_id] += len(e.khashes)
+    for lid, t in was.items():
+        limits = next((e.limits for e in events if e.licence_id == lid and e.limits), None)
+        if limits and t.subjects + keys[lid] >= ALERT_SUBJECT_SHARE * limits.subjects_per_day:
+            return None
+    usage = {lid: _copy_tally(t) for lid, t in was.items()}
+    decided = _decide(events, usage, {lid: set() for lid in metered}, now)
+    if any(_alert_kinds(lid, t, events) for lid, t in usage.items()):
+        return None
+    plan = audit_log.plan_append(head, decided.audit_events, sqlite=False)
+    state.head = (plan.new_size, plan.alg, b"".join(plan.frontier), head[3])
+    for lid, t in usage.items():
+        state.usage[(lid, day)] = _copy_tally(t)
+    return KnownGroup(day, usage, was, decided, plan)
+
+
+def write_known(
+    session: Session,
+    group: KnownGroup,
+    state: WriterState,
+    *,
+    defer_checkpoint: bool = True,
+) -> list[Decision] | None:
+    """Write a group decided by ``decide_known`` and commit it, in one round trip; None when
+    the database refused it (someone else moved the log head or the counters meanwhile): then
+    nothing of it was written, ``state`` is forgotten, and the caller commits the group the
+    ordinary way."""
+    plan = group.plan
+    due = audit_log.checkpoint_size_due(session, plan)
+    if due and not defer_checkpoint:
+        state.forget()
+        return None
+    pg = session.connection().connection.driver_connection
+    try:
+        with pg.pipeline():
+            usage_cur = {}
+            for lid, t in group.usage.items():
+                was = group.was[lid]
+                usage_cur[lid] = pg.execute(
+                    _PG_KNOWN_USAGE,
+                    {
+                        **_usage_params(t),
+                        "l": lid,
+                        "d": group.day,
+                        "k": _hex_list(group.decided.new_subjects.get(lid, set())),
+                        "delivered": t.delivered_records - was.delivered_records,
+                        "was_calls": was.calls,
+                        "was_denied": was.denied,
+                        "was_at": was.at,
+                    },
+                )
+            cur = pg.cursor()
+            audit_log.write_plan(cur, audit_log.append_sql("postgresql"), plan, unlocked=True)
+            pg.execute("COMMIT")
+            subjects = {lid: c.fetchone()[1] for lid, c in usage_cur.items()}
+            last_checkpoint = cur.fetchone()[1]
+    except (psycopg.errors.DivisionByZero, psycopg.errors.UniqueViolation) as exc:
+        # A check failed (or an index was taken): the transaction never reached its COMMIT.
+        session.rollback()
+        state.forget()
+        state.retries += 1
+        log.info("group commit from the known head refused, committing afresh: %s", exc)
+        return None
+    except BaseException:
+        # Anything else (a lost connection) may have happened after the COMMIT: no retry
+        # that could write the calls twice; they fail closed.
+        state.forget()
+        raise
+    state.known_commits += 1
+    if state.head is not None and state.head[0] == plan.new_size:
+        # The exact counts replace the upper bounds (unless a later group was decided since).
+        for lid, n in subjects.items():
+            t = state.usage.get((lid, group.day))
+            if t is not None:
+                t.subjects = int(n)
+        size, alg, frontier, cp = state.head
+        state.head = (size, alg, frontier, max(cp, int(last_checkpoint or 0)))
+    if due:
+        session.info[CHECKPOINT_DUE] = True
+    session.commit()  # psycopg finds the transaction committed and sends nothing
+    return group.decided.decisions
 
 
 def _alert_kinds(

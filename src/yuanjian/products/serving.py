@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import re
 import sys
 import threading
@@ -31,6 +32,9 @@ from yuanjian.products import credentials, metering
 from yuanjian.products import service as products
 from yuanjian.products import store as stores
 from yuanjian.products.models import ClientCredential, Licence
+from yuanjian.products.writer import WriterClient, WriterUnavailable
+
+log = logging.getLogger("yuanjian.serving")
 
 MAX_BATCH_KEYS = 1000
 SWITCH_INTERVAL = 0.0005
@@ -154,8 +158,10 @@ def _licence_state(lic: Licence) -> LicenceState:
     )
 
 
-def _recorder_sessions(instance: Any) -> tuple[Engine | None, sessionmaker[Session]]:
-    """Sessions for the recorder thread: on PostgreSQL, its own small pool without pre-ping.
+def recorder_sessions(
+    instance: Any, connections: int = 2
+) -> tuple[Engine | None, sessionmaker[Session]]:
+    """Sessions for group commits: on PostgreSQL, their own small pool without pre-ping.
 
     The instance's pool pings every connection it hands out (a round trip); the recorder
     checks one out per group commit, and the ping was a fifth of its time under load. A
@@ -167,10 +173,78 @@ def _recorder_sessions(instance: Any) -> tuple[Engine | None, sessionmaker[Sessi
     engine = make_engine(
         instance.engine.url.render_as_string(hide_password=False),
         pool_pre_ping=False,
-        pool_size=1,
+        pool_size=connections - 1,
         max_overflow=1,
     )
     return engine, make_sessionmaker(engine, dict(instance.sessions.kw.get("info") or {}))
+
+
+def writer_mode(settings: Any, dialect: str) -> str:
+    """``process`` (the host's writer) or ``thread`` (a recorder in this process)."""
+    mode = settings.serving_audit_writer
+    if mode == "auto":
+        # The writer pays off where server processes share a database server; an embedded
+        # SQLite file serializes its writers anyway. Abstract sockets are Linux's.
+        mode = "process" if dialect == "postgresql" and sys.platform == "linux" else "thread"
+    return mode
+
+
+class Recorder:
+    """Where this process's serving calls are committed: the host's audit writer process
+    (``yuanjian.products.writer``), or a recorder thread of this process when the settings say
+    so or no writer can be reached (then the writer is tried again after ``RETRY_SECONDS``)."""
+
+    RETRY_SECONDS = 30.0
+
+    def __init__(self, instance: Any) -> None:
+        self.instance = instance
+        self.mode = writer_mode(instance.settings, instance.engine.dialect.name)
+        self.writer: WriterClient | None = None
+        if self.mode == "process":
+            self.writer = WriterClient(
+                instance.settings, stores.ensure_serving_key(instance.settings.data_dir)
+            )
+        self._local: metering.CallRecorder | None = None
+        self._local_engine: Engine | None = None
+        self._retry_at = 0.0
+        self._lock = threading.Lock()
+
+    def local(self) -> metering.CallRecorder:
+        """This process's recorder thread (made on first use)."""
+        with self._lock:
+            if self._local is None:
+                self._local_engine, sessions = recorder_sessions(self.instance)
+                self._local = metering.CallRecorder(
+                    sessions, linger=self.instance.settings.serving_commit_linger_ms / 1000
+                )
+                # The recorder thread waits on the database a few times per group commit and
+                # must win the GIL back from the busy event loop each time; the default 5 ms
+                # switch interval would add up to that much per round trip to every call.
+                if sys.getswitchinterval() > SWITCH_INTERVAL:
+                    sys.setswitchinterval(SWITCH_INTERVAL)
+            return self._local
+
+    async def submit_async(self, event: metering.CallEvent) -> metering.Decision:
+        """Commit a call's audit event (and its metering); its decision once durable."""
+        writer = self.writer
+        if writer is not None and time.monotonic() >= self._retry_at:
+            try:
+                return await writer.submit_async(event)
+            except WriterUnavailable as exc:
+                # Nothing was sent: the call goes to this process's recorder instead.
+                log.error("serving audit writer unavailable, recording in-process: %s", exc)
+                self._retry_at = time.monotonic() + self.RETRY_SECONDS
+        return await self.local().submit_async(event)
+
+    def stop(self) -> None:
+        """Answer what is in flight, then stop."""
+        if self.writer is not None:
+            self.writer.stop()
+        with self._lock:
+            if self._local is not None:
+                self._local.stop()
+            if self._local_engine is not None:
+                self._local_engine.dispose()
 
 
 class ServingRuntime:
@@ -181,15 +255,7 @@ class ServingRuntime:
         self.ttl = ttl
         self.data_dir: Path = instance.settings.data_dir
         self.token_key = credentials.token_key(instance.settings.load_secret_key())
-        self._recorder_engine, sessions = _recorder_sessions(instance)
-        self.recorder = metering.CallRecorder(
-            sessions, linger=instance.settings.serving_commit_linger_ms / 1000
-        )
-        # The recorder thread waits on the database a dozen times per group commit and must win
-        # the GIL back from the busy event loop each time; the default 5 ms switch interval
-        # would add up to that much per round trip to every call's latency.
-        if sys.getswitchinterval() > SWITCH_INTERVAL:
-            sys.setswitchinterval(SWITCH_INTERVAL)
+        self.recorder = Recorder(instance)
         self._serving_key: bytes | None = None
         self._clients: dict[int, tuple[float, ClientState | None]] = {}
         self._versions: dict[str, tuple[float, ServedVersion | None, str | None]] = {}
@@ -211,8 +277,6 @@ class ServingRuntime:
     def close(self) -> None:
         """Stop the recorder (committing what is queued) and close the stores."""
         self.recorder.stop()
-        if self._recorder_engine is not None:
-            self._recorder_engine.dispose()
         for s in self._stores.values():
             s.close()
 
