@@ -204,7 +204,7 @@ def serve(
     except RuntimeError as exc:
         fail(str(exc))
     console.print(f"Serving on http://{host or settings.host}:{port or settings.port}")
-    from yuanjian.web.server import fix_tcp_nodelay
+    from yuanjian.web.server import LOOP, fix_tcp_nodelay
 
     fix_tcp_nodelay()
     if workers > 1:
@@ -219,6 +219,7 @@ def serve(
             port=port or settings.port,
             workers=workers,
             factory=True,
+            loop=LOOP,
         )
     else:
         from yuanjian.web.app import create_app
