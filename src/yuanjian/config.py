@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = Field(default=60.0, gt=0)
     # Serving under load: how long (ms) the audit recorder lets more calls join a group commit
     # once the previous one had several (bigger groups cost less CPU per call); 0: never.
-    serving_commit_linger_ms: float = Field(default=3.0, ge=0, le=50)
+    serving_commit_linger_ms: float = Field(default=2.0, ge=0, le=50)
     # Who commits serving calls: one writer process per host (``process``), a recorder thread in
     # each server process (``thread``), or ``auto``: the writer on PostgreSQL, threads on SQLite.
     serving_audit_writer: str = Field(default="auto", pattern="^(auto|process|thread)$")

@@ -15,7 +15,7 @@ from datetime import date
 import pytest
 from sqlalchemy import func, select
 
-from tests.products.conftest import Served, bearer
+from tests.products.conftest import Served, bearer, license_product, product_doc
 from tests.products.test_recorder import _run
 from tests.reviews.conftest import uscc
 from yuanjian.audit import log
@@ -412,4 +412,39 @@ def test_groups_from_the_known_head_retry_when_someone_else_wrote(
         idx = list(s.scalars(select(AuditEntry.idx).order_by(AuditEntry.idx)))
     assert idx == list(range(idx[0], idx[0] + len(idx)))  # dense
     assert _calls(instance) == {"allowed": 13}
+    _verifies(instance)
+
+
+@pytest.mark.skipif(
+    os.environ.get("YUANJIAN_TEST_DB") != "postgresql", reason="the known head is PostgreSQL's"
+)
+def test_a_group_under_two_licences_from_the_known_head(
+    instance: Instance, served: Served, world
+) -> None:
+    _, _, other = license_product(
+        instance, served.cast, world, product_doc(code="sme_credit_loan_b"), org="另一银行"
+    )
+    a, b = _limits(instance, served.licence_id), _limits(instance, other)
+    state = metering.WriterState()
+    _, sessions = recorder_sessions(instance)
+    shared = _key()
+
+    def group() -> list[metering.Decision]:
+        events = [
+            _event(served.licence_id, a, [shared]),
+            _event(other, b, [shared, _key()]),
+            _event(served.licence_id, a, [_key()]),
+        ]
+        with sessions() as s:
+            return metering.commit_calls(s, events, state=state)
+
+    group()
+    assert [d.outcome for d in group()] == ["allowed"] * 3
+    assert (state.known_commits, state.retries) == (1, 0)
+    with instance.sessions() as s:
+        rows = {
+            u.licence_id: (u.calls, u.keys, u.subjects) for u in s.scalars(select(LicenceUsage))
+        }
+    # The shared key is one subject of each licence's day, counted once per licence.
+    assert rows == {served.licence_id: (4, 4, 3), other: (2, 4, 3)}
     _verifies(instance)

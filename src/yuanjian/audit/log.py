@@ -162,7 +162,7 @@ def read_head(session: Session, *, lock: bool = False) -> _Head:
     return _Head(int(row[0]), row[1], _split(row[2] or b""), int(row[3] or 0), row[4])
 
 
-_ENTRY_COLUMNS = (
+ENTRY_COLUMNS = (
     "idx",
     "ts",
     "actor_user_id",
@@ -177,8 +177,8 @@ _ENTRY_COLUMNS = (
     "leaf_hash",
 )
 
-# Each column as read back out of a JSON row of the PostgreSQL append, in _ENTRY_COLUMNS order.
-_PG_ENTRY_FIELDS = (
+# Each column as read back out of a JSON row of the PostgreSQL append, in ENTRY_COLUMNS order.
+PG_ENTRY_FIELDS = (
     "(r->>0)::bigint",
     "(r->>1)::timestamp",
     "(r->>2)::integer",
@@ -224,14 +224,14 @@ def append_sql(dialect: str) -> AppendSql:
     if dialect not in _RAW:
         if dialect not in ("sqlite", "postgresql"):
             raise AuditLogError(f"unsupported database dialect {dialect!r}")
-        columns = ", ".join(_ENTRY_COLUMNS)
+        columns = ", ".join(ENTRY_COLUMNS)
         if dialect == "sqlite":
             _RAW[dialect] = AppendSql(
                 head="SELECT size, hash_alg, frontier, last_checkpoint_size FROM audit_head "
                 "WHERE id = 1",
                 sqlite=True,
                 insert_entry=f"INSERT INTO audit_entries ({columns}) "
-                f"VALUES ({', '.join(['?'] * len(_ENTRY_COLUMNS))})",
+                f"VALUES ({', '.join(['?'] * len(ENTRY_COLUMNS))})",
                 insert_node="INSERT INTO audit_nodes (level, k, hash) VALUES (?, ?, ?)",
                 update_head="UPDATE audit_head SET size = ?, frontier = ? WHERE id = 1",
             )
@@ -239,7 +239,7 @@ def append_sql(dialect: str) -> AppendSql:
             # Entries and nodes arrive as JSON arrays of rows (see write_plan), read back
             # column by column (jsonb: each row is parsed once, not once per column);
             # data-modifying CTEs make the three writes one statement.
-            fields = ", ".join(_PG_ENTRY_FIELDS)
+            fields = ", ".join(PG_ENTRY_FIELDS)
             writes = (
                 f"WITH e AS (INSERT INTO audit_entries ({columns}) SELECT {fields} "
                 "FROM jsonb_array_elements(CAST(%s AS jsonb)) AS r), "
@@ -300,7 +300,7 @@ class AppendPlan:
     new_size: int
     alg: str
     last_checkpoint_size: int
-    # Rows in _ENTRY_COLUMNS and (level, k, hash) order; hashes as hex for PostgreSQL.
+    # Rows in ENTRY_COLUMNS and (level, k, hash) order; hashes as hex for PostgreSQL.
     entries: list[tuple[Any, ...]]
     nodes: list[tuple[int, int, bytes | str]]
     frontier: list[bytes]

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+import orjson
 import psycopg
 import psycopg.errors
 from sqlalchemy import func, select, text
@@ -252,22 +253,58 @@ def commit_group(
     return decisions
 
 
+class KnownConnection:
+    """The writer's own psycopg connection for ``write_known`` (no session around each group:
+    its set-up and commit bookkeeping cost as much CPU as the group's own statements)."""
+
+    def __init__(self, engine: Any, ctx: audit_log.AuditContext | None) -> None:
+        self.engine = engine
+        self.ctx = ctx
+        self._raw: Any = None
+
+    def driver(self) -> Any:
+        """The psycopg connection (made on first use, again after a failure)."""
+        if self._raw is None:
+            self._raw = self.engine.raw_connection()
+        return self._raw.driver_connection
+
+    def discard(self) -> None:
+        """Throw the connection away (it failed in a way that leaves its state unknown)."""
+        if self._raw is not None:
+            with contextlib.suppress(Exception):
+                self._raw.invalidate()
+            self._raw = None
+
+    def close(self) -> None:
+        """Give the connection back."""
+        if self._raw is not None:
+            with contextlib.suppress(Exception):
+                self._raw.close()
+            self._raw = None
+
+
 def commit_known_group(
-    sessions: Callable[[], Session],
-    group: KnownGroup,
-    state: WriterState,
+    conn: KnownConnection, group: KnownGroup, state: WriterState
 ) -> list[Decision] | Exception | None:
-    """``write_known`` in a session of its own: the decisions, None when the database refused
-    the group (commit it with ``commit_group(..., known=False)``), or the failure that fails
-    the calls closed."""
+    """``write_known`` on the writer's connection: the decisions, None when the database
+    refused the group (commit it with ``commit_group(..., known=False)``), or the failure
+    that fails the calls closed. A checkpoint falling due is flagged for
+    ``sign_deferred_checkpoint``."""
     try:
-        with sessions() as session:
-            decisions = write_known(session, group, state)
-            if decisions is not None:
-                _flag_checkpoint(session)
+        decisions = write_known(conn.driver(), group, state)
     except Exception as exc:
         log.exception("serving audit group commit failed (%d calls)", len(group.decided.decisions))
+        conn.discard()
         return exc
+    ctx = conn.ctx
+    plan = group.plan
+    if (
+        decisions is not None
+        and ctx is not None
+        and ctx.signer is not None
+        and plan.new_size - plan.last_checkpoint_size >= ctx.every_n
+    ):
+        _DEFERRED.due = True
     return decisions
 
 
@@ -481,9 +518,18 @@ def commit_calls(
         if state is not None and commit and known:
             group = decide_known(events, state, day=day, now=now)
             if group is not None:
-                decisions = write_known(session, group, state, defer_checkpoint=defer_checkpoint)
-                if decisions is not None:
-                    return decisions
+                due = audit_log.checkpoint_size_due(session, group.plan)
+                if due and not defer_checkpoint:
+                    state.forget()
+                else:
+                    pg = session.connection().connection.driver_connection
+                    decisions = write_known(pg, group, state)
+                    if decisions is not None:
+                        if due:
+                            session.info[CHECKPOINT_DUE] = True
+                        session.commit()  # psycopg finds it committed and sends nothing
+                        return decisions
+                    session.rollback()
         return _commit_calls_pg(session, events, day, now, commit, defer_checkpoint, state)
     metered = {e.licence_id for e in events if e.licence_id is not None}
     usage = _usage_rows(session, metered, day)
@@ -723,7 +769,7 @@ def _copy_tally(t: _Tally) -> _Tally:
 
 # The counters are checked, not locked and read: a group commit that finds them moved fails
 # (a division by zero where the statement expected one row) and is retried the ordinary way.
-_PG_KNOWN_USAGE = (
+_PG_KNOWN_USAGE_CTES = (
     "WITH c AS (INSERT INTO licence_subjects (licence_id, day, khash) "
     "SELECT %(l)s, %(d)s, decode(k, 'hex') FROM unnest(string_to_array(%(k)s, ',')) AS k "
     "ON CONFLICT DO NOTHING RETURNING 1), "
@@ -732,9 +778,9 @@ _PG_KNOWN_USAGE = (
     "sequential = %(sequential)s, delivered_records = delivered_records + %(delivered)s, "
     "bucket_tokens = %(tokens)s, bucket_at = %(at)s, denials = CAST(%(denials)s AS json) "
     "WHERE id = %(id)s AND calls = %(was_calls)s AND denied = %(was_denied)s "
-    "AND bucket_at = %(was_at)s RETURNING subjects) "
-    "SELECT 1 / (count(*) = 1)::int, max(subjects) FROM u"
+    "AND bucket_at = %(was_at)s RETURNING subjects)"
 )
+_PG_KNOWN_USAGE = f"{_PG_KNOWN_USAGE_CTES} SELECT 1 / (count(*) = 1)::int, max(subjects) FROM u"
 
 
 @dataclass
@@ -788,23 +834,14 @@ def decide_known(
     return KnownGroup(day, usage, was, decided, plan)
 
 
-def write_known(
-    session: Session,
-    group: KnownGroup,
-    state: WriterState,
-    *,
-    defer_checkpoint: bool = True,
-) -> list[Decision] | None:
-    """Write a group decided by ``decide_known`` and commit it, in one round trip; None when
-    the database refused it (someone else moved the log head or the counters meanwhile): then
-    nothing of it was written, ``state`` is forgotten, and the caller commits the group the
-    ordinary way."""
+def write_known(pg: Any, group: KnownGroup, state: WriterState) -> list[Decision] | None:
+    """Write a group decided by ``decide_known`` on a psycopg connection and commit it, in one
+    round trip; None when the database refused it (someone else moved the log head or the
+    counters meanwhile): then nothing of it was written, ``state`` is forgotten, and the
+    caller commits the group the ordinary way."""
     plan = group.plan
-    due = audit_log.checkpoint_size_due(session, plan)
-    if due and not defer_checkpoint:
-        state.forget()
-        return None
-    pg = session.connection().connection.driver_connection
+    if len(group.usage) == 1:
+        return _write_known_one(pg, group, state)
     try:
         with pg.pipeline():
             usage_cur = {}
@@ -830,7 +867,7 @@ def write_known(
             last_checkpoint = cur.fetchone()[1]
     except (psycopg.errors.DivisionByZero, psycopg.errors.UniqueViolation) as exc:
         # A check failed (or an index was taken): the transaction never reached its COMMIT.
-        session.rollback()
+        pg.rollback()
         state.forget()
         state.retries += 1
         log.info("group commit from the known head refused, committing afresh: %s", exc)
@@ -840,6 +877,14 @@ def write_known(
         # that could write the calls twice; they fail closed.
         state.forget()
         raise
+    _known_written(group, state, subjects, last_checkpoint)
+    return group.decided.decisions
+
+
+def _known_written(
+    group: KnownGroup, state: WriterState, subjects: dict[int, Any], last_checkpoint: Any
+) -> None:
+    plan = group.plan
     state.known_commits += 1
     if state.head is not None and state.head[0] == plan.new_size:
         # The exact counts replace the upper bounds (unless a later group was decided since).
@@ -849,10 +894,70 @@ def write_known(
                 t.subjects = int(n)
         size, alg, frontier, cp = state.head
         state.head = (size, alg, frontier, max(cp, int(last_checkpoint or 0)))
-    if due:
-        session.info[CHECKPOINT_DUE] = True
-    session.commit()  # psycopg finds the transaction committed and sends nothing
+
+
+def _write_known_one(pg: Any, group: KnownGroup, state: WriterState) -> list[Decision] | None:
+    """``write_known`` of a group whose calls are under one licence (the usual group): the
+    counters, subjects, entries, nodes and head in one statement, then COMMIT."""
+    ((lid, t),) = group.usage.items()
+    was = group.was[lid]
+    plan = group.plan
+    params = {
+        **_usage_params(t),
+        "l": lid,
+        "d": group.day,
+        "k": _hex_list(group.decided.new_subjects.get(lid, set())),
+        "delivered": t.delivered_records - was.delivered_records,
+        "was_calls": was.calls,
+        "was_denied": was.denied,
+        "was_at": was.at,
+        "entries": orjson.dumps(plan.entries).decode("utf-8"),
+        "nodes": orjson.dumps(plan.nodes).decode("utf-8"),
+        "size": plan.new_size,
+        "frontier": b"".join(plan.frontier),
+        "was_size": plan.start,
+    }
+    try:
+        with pg.pipeline():
+            cur = pg.execute(_pg_known_one(), params)
+            pg.execute("COMMIT")
+            _, last_checkpoint, subjects = cur.fetchone()
+    except (psycopg.errors.DivisionByZero, psycopg.errors.UniqueViolation) as exc:
+        pg.rollback()
+        state.forget()
+        state.retries += 1
+        log.info("group commit from the known head refused, committing afresh: %s", exc)
+        return None
+    except BaseException:
+        state.forget()
+        raise
+    _known_written(group, state, {lid: subjects}, last_checkpoint)
     return group.decided.decisions
+
+
+_KNOWN_ONE: list[str] = []
+
+
+def _pg_known_one() -> str:
+    # The usage CTE is referenced from the head update's condition, so the counters' row is
+    # locked before the head's (the order every group commit takes them in: no deadlock).
+    if not _KNOWN_ONE:
+        usage = _PG_KNOWN_USAGE_CTES
+        columns = ", ".join(audit_log.ENTRY_COLUMNS)
+        _KNOWN_ONE.append(
+            f"{usage}, e AS (INSERT INTO audit_entries ({columns}) "
+            f"SELECT {', '.join(audit_log.PG_ENTRY_FIELDS)} "
+            "FROM jsonb_array_elements(CAST(%(entries)s AS jsonb)) AS r), "
+            "n AS (INSERT INTO audit_nodes (level, k, hash) "
+            "SELECT (r->>0)::smallint, (r->>1)::bigint, decode(r->>2, 'hex') "
+            "FROM json_array_elements(CAST(%(nodes)s AS json)) AS r), "
+            "h AS (UPDATE audit_head SET size = %(size)s, frontier = %(frontier)s "
+            "WHERE id = 1 AND size = %(was_size)s AND EXISTS (SELECT 1 FROM u) "
+            "RETURNING last_checkpoint_size) "
+            "SELECT 1 / (count(*) = 1)::int, max(last_checkpoint_size), "
+            "(SELECT max(subjects) FROM u) FROM h"
+        )
+    return _KNOWN_ONE[0]
 
 
 def _alert_kinds(

@@ -51,6 +51,7 @@ import orjson
 from sqlalchemy.orm import Session
 
 from yuanjian import __version__
+from yuanjian.audit import log as audit_log
 from yuanjian.config import Settings
 from yuanjian.identity.actor import Actor
 from yuanjian.products import metering
@@ -236,6 +237,7 @@ class WriterServer:
         key: bytes,
         name: str,
         *,
+        engine: Any = None,
         idle_exit: float = IDLE_EXIT_SECONDS,
         linger: float = 0.0,
         linger_step: float = 0.0005,
@@ -247,6 +249,11 @@ class WriterServer:
         # The commit thread's knowledge of the log head and usage counters (one round trip
         # per group while this writer is the only one writing them).
         self.state = metering.WriterState()
+        self.known: metering.KnownConnection | None = None
+        if engine is not None and engine.dialect.name == "postgresql":
+            with sessions() as s:
+                ctx = s.info.get(audit_log.INFO_KEY)
+            self.known = metering.KnownConnection(engine, ctx)
         self.linger = linger
         self.linger_step = linger_step
         self._last = 0
@@ -296,6 +303,8 @@ class WriterServer:
             with self._ready:
                 self._ready.notify()
             self._committer.join(30)
+            if self.known is not None:
+                self.known.close()
             self.close()
 
     def _commit_loop(self) -> None:
@@ -309,8 +318,10 @@ class WriterServer:
                 group = metering.decide_known(
                     events, self.state, day=metering.today(), now=time.time()
                 )
-                if group is not None:
-                    results = metering.commit_known_group(self.sessions, group, self.state)
+                if group is not None and self.known is not None:
+                    results = metering.commit_known_group(self.known, group, self.state)
+                elif group is not None:
+                    self.state.forget()
                 if results is None:
                     results = metering.commit_group(self.sessions, events, self.state, known=False)
             except Exception as exc:  # the thread must go on: these calls fail closed
@@ -474,7 +485,13 @@ def main() -> None:
 
     engine, sessions = recorder_sessions(instance, 2)
     try:
-        server = WriterServer(sessions, key, name, linger=settings.serving_commit_linger_ms / 1000)
+        server = WriterServer(
+            sessions,
+            key,
+            name,
+            engine=engine,
+            linger=settings.serving_commit_linger_ms / 1000,
+        )
     except OSError:
         # Another writer won the race for the name: it serves this host.
         if engine is not None:
