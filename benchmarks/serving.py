@@ -26,11 +26,17 @@ What runs (issue 8):
   stopped: the server still answers, and so audits, them).
 
 Both servers start through ``python -m yuanjian.web.server`` (uvicorn's command line with the
-fix ``yuanjian serve`` applies): with ``--workers N`` Uvicorn 0.54 binds its socket with
+two fixes ``yuanjian serve`` applies): with ``--workers N`` Uvicorn 0.54 binds its socket with
 ``proto`` 0, asyncio then never sets TCP_NODELAY on accepted connections, and every keep-alive
-response waits ~40 ms for the client's delayed ACK (Kludex/uvicorn#3149). ``--plain-uvicorn``
+response waits ~40 ms for the client's delayed ACK (Kludex/uvicorn#3149); and the workers run
+``BalancedEventLoop``, without which wrk's 32 connections, opened at once, land mostly on one
+worker (either server's throughput then depends on how they happened to fall). ``--plain-uvicorn``
 starts both with plain uvicorn to show that; the script measures one sequential keep-alive
 request on each server (``keepalive_sequential_ms``) and warns when it is slow.
+
+On PostgreSQL Yuanjian's workers hand their calls to the host's audit writer process
+(``yuanjian.products.writer``), which a worker starts; it is a descendant of the server
+process, so its CPU counts in ``server_cpu_ms_per_call``.
 
 Set-up, honestly: organizations, people, the two small registry resources (60 enterprises),
 the component spec, its review, production build and publication, the product spec, its

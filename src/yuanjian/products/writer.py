@@ -6,11 +6,14 @@ passes through the log's head-row lock. With a recorder thread in each server pr
 ``thread`` mode, ``metering.CallRecorder``), the processes' group commits queue on that lock
 and on the licence's usage row, and each recorder contends for its process's GIL while it holds
 them, which stretches every commit. Here the server processes of a host hand their calls to one
-writer process instead (the ``process`` mode, the default on PostgreSQL): it commits everything
-that arrived while its previous commit ran as one group, with nobody on the host to wait for
-and no request handling competing for its interpreter, and answers each server process once
-per group. The decisions and the transaction are exactly those of the in-process recorder
-(``metering.commit_group``); only where it runs changes.
+writer process instead (the ``process`` mode, the default on PostgreSQL): an I/O thread reads
+the calls while a commit thread commits everything that arrived during its previous commit as
+one group, with nobody on the host to wait for and no request handling competing for its
+interpreter, and answers each server process once per group. Being the only writer of the log
+head and of the usage counters it serves, it decides a group from what it wrote last and
+writes it in one round trip that the database refuses if anyone else wrote them meanwhile
+(``metering.decide_known``, ``write_known``); a refused group is committed again the ordinary
+way (``metering.commit_group``), so the decisions are always those of one transaction.
 
 The writer is started by the first server process that needs it and stops a few seconds after
 its last client disconnects. It listens on a Linux abstract Unix socket whose name derives from
