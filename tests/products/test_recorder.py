@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from dataclasses import replace
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from tests.products.conftest import Served, bearer
 from tests.reviews.conftest import uscc
 from yuanjian.audit import log
 from yuanjian.audit.models import AuditCheckpoint, AuditEntry
+from yuanjian.config import Settings
+from yuanjian.db.session import make_sessionmaker
 from yuanjian.identity.actor import Actor
 from yuanjian.instance import Instance
 from yuanjian.products import metering
 from yuanjian.products.serving import ServingRuntime
+from yuanjian.web.app import create_app
 
 CODE = "enterprise_operating_score"
 
@@ -41,29 +46,41 @@ def _run(make: object) -> object:
     return out[0]
 
 
+@pytest.mark.parametrize("mode", ["thread", "process"])
 def test_checkpoints_fall_due_during_serving_and_are_signed(
-    client, instance: Instance, served: Served
+    instance: Instance, served: Served, settings: Settings, mode: str
 ) -> None:
-    h = bearer(client, served)
-    instance.audit.every_n = 3  # the context every session of the instance (and recorder) shares
+    # Every 3 entries, for the recorder thread and for the writer process (which reads the
+    # setting, not this process's context).
+    tuned = settings.model_copy(update={"audit_checkpoint_every": 3, "serving_audit_writer": mode})
+    ctx = replace(instance.audit, every_n=3)
+    inst = Instance(
+        tuned, instance.engine, make_sessionmaker(instance.engine, {log.INFO_KEY: ctx}), ctx
+    )
     with instance.sessions() as s:
         before = log.read_head(s).size
-    for i in range(8):
-        r = client.get(
-            f"/serve/v1/components/{CODE}/subjects/{uscc(i)}",
-            params={"purpose": "credit_lending"},
-            headers=h,
-        )
-        assert r.status_code in (200, 404), r.text
-    # On PostgreSQL the recorder signs a due checkpoint after answering the calls.
-    deadline = time.monotonic() + 5
-    while True:
-        with instance.sessions() as s:
-            newest = s.scalar(select(func.max(AuditCheckpoint.size))) or 0
-        if newest >= before + 6 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert newest >= before + 6
+        signed_before = s.scalar(select(func.count()).select_from(AuditCheckpoint))
+    with TestClient(create_app(tuned, instance=inst), raise_server_exceptions=False) as client:
+        h = bearer(client, served)
+        for i in range(8):
+            r = client.get(
+                f"/serve/v1/components/{CODE}/subjects/{uscc(i)}",
+                params={"purpose": "credit_lending"},
+                headers=h,
+            )
+            assert r.status_code in (200, 404), r.text
+        # Signed right after the calls are answered (not by the periodic tick: too far off).
+        deadline = time.monotonic() + 5
+        while True:
+            with instance.sessions() as s:
+                newest = s.scalar(select(func.max(AuditCheckpoint.size))) or 0
+                signed = s.scalar(select(func.count()).select_from(AuditCheckpoint))
+            if (newest >= before + 6 and signed >= signed_before + 2) or (
+                time.monotonic() > deadline
+            ):
+                break
+            time.sleep(0.05)
+    assert newest >= before + 6 and signed >= signed_before + 2
     with instance.sessions() as s:
         assert s.scalar(select(func.count()).where(AuditEntry.action == "component.call")) == 8
         report = log.verify_log(s, instance.audit.verifier)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -73,8 +75,19 @@ def _start(port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
         if proc.poll() is not None:
             break
         time.sleep(0.1)
-    proc.kill()
+    _stop(proc)
     pytest.fail(f"server did not start: {log.read_text()[-2000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the server and its workers (its process group), whatever state they are in."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(20)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(5)
 
 
 def _pids_of_a_burst(port: int, n: int) -> collections.Counter[int]:
@@ -108,5 +121,4 @@ def test_a_burst_of_keepalive_connections_is_shared_by_the_workers(tmp_path: Pat
             assert len(pids) == 2 and min(pids.values()) >= 10, pids
             time.sleep(0.2)
     finally:
-        os.killpg(proc.pid, 2)
-        proc.wait(20)
+        _stop(proc)

@@ -321,9 +321,19 @@ def sign_deferred_checkpoint(sessions: Callable[[], Session]) -> None:
     Signed after the calls are answered, in a transaction of its own: signing reads nodes for
     the consistency proof and would hold the group commit's locks longer.
     """
-    if not getattr(_DEFERRED, "due", False):
-        return
+    if take_deferred_checkpoint():
+        sign_checkpoint(sessions)
+
+
+def take_deferred_checkpoint() -> bool:
+    """Whether a group commit of this thread left a checkpoint due (the flag is cleared)."""
+    due = getattr(_DEFERRED, "due", False)
     _DEFERRED.due = False
+    return bool(due)
+
+
+def sign_checkpoint(sessions: Callable[[], Session]) -> None:
+    """Sign a checkpoint of the log as it is now, in a session of its own."""
     try:
         with sessions() as session:
             ctx = session.info.get(audit_log.INFO_KEY)
