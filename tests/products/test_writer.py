@@ -10,7 +10,6 @@ import socket
 import threading
 import time
 from dataclasses import replace
-from datetime import date
 
 import pytest
 from sqlalchemy import func, select
@@ -377,74 +376,120 @@ def test_lookups_over_http_through_the_writer_process(
     _verifies(instance)
 
 
-# ---------------------------------------------------------------- one round trip per group
+# ---------------------------------------------------------------- the pipeline (PostgreSQL)
 
-
-@pytest.mark.skipif(
-    os.environ.get("YUANJIAN_TEST_DB") != "postgresql", reason="the known head is PostgreSQL's"
+needs_pg = pytest.mark.skipif(
+    os.environ.get("YUANJIAN_TEST_DB") != "postgresql", reason="the pipeline is PostgreSQL's"
 )
-def test_groups_from_the_known_head_retry_when_someone_else_wrote(
-    instance: Instance, served: Served
+
+
+@pytest.fixture
+def running_writer(instance: Instance, settings: Settings, client_of):
+    """A writer serving in a thread of this process (pipeline included), and a client of it."""
+    engine, sessions = recorder_sessions(instance, 4)
+    key = store.ensure_serving_key(settings.data_dir)
+    srv = writer.WriterServer(
+        sessions, key, writer.socket_name(_writer_settings(settings)), engine=engine
+    )
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        yield srv, client_of(spawn=False)
+    finally:
+        srv.stop()
+        t.join(30)
+        if engine is not None:
+            engine.dispose()
+
+
+def _group(c: writer.WriterClient, events: list[CallEvent]) -> list[metering.Decision]:
+    """Submit the events together: the connection is opened first, so they leave in one frame
+    and the writer reads them as one group."""
+
+    async def calls() -> list[metering.Decision]:
+        await c._open(asyncio.get_running_loop())
+        return await asyncio.gather(*(c.submit_async(e) for e in events))
+
+    return _run(calls)  # type: ignore[return-value]
+
+
+@needs_pg
+def test_groups_go_through_the_pipeline_and_are_redone_when_someone_else_wrote(
+    instance: Instance, served: Served, running_writer
 ) -> None:
+    srv, c = running_writer
     limits = _limits(instance, served.licence_id)
-    state = metering.WriterState()
-    _, sessions = recorder_sessions(instance)
 
-    def group(n: int, st: metering.WriterState | None) -> list[metering.Decision]:
-        with sessions() as s:
-            return metering.commit_calls(
-                s, [_event(served.licence_id, limits, [_key()]) for _ in range(n)], state=st
-            )
+    def calls(n: int) -> list[CallEvent]:
+        return [_event(served.licence_id, limits, [_key()]) for _ in range(n)]
 
-    group(3, state)  # reads the head and counters, remembers them
-    assert (state.known_commits, state.retries) == (0, 0)
-    group(2, state)
-    assert (state.known_commits, state.retries) == (1, 0)
-    group(4, None)  # another writer (a delivery, another host) moves head and counters
-    assert [d.outcome for d in group(3, state)] == ["allowed"] * 3
-    assert (state.known_commits, state.retries) == (1, 1)  # refused, then committed afresh
-    group(1, state)
-    assert state.known_commits == 2
+    _group(c, calls(3))  # the first group reads the head and counters, the writer remembers
+    assert (srv.state.known_commits, srv.state.retries) == (0, 0)
+    assert srv.pipeline is None or not srv.pipeline.in_flight
+    _group(c, calls(2))
+    assert (srv.state.known_commits, srv.state.retries) == (1, 0)
+    # Another writer (a delivery, another host) moves the head and the counters.
+    with instance.sessions() as s:
+        metering.commit_calls(s, calls(4))
+    assert [d.outcome for d in _group(c, calls(3))] == ["allowed"] * 3
+    assert (srv.state.known_commits, srv.state.retries) == (1, 1)  # refused, then redone
+    _group(c, calls(1))
+    assert srv.state.known_commits == 2
     with instance.sessions() as s:
         usage = s.scalar(select(LicenceUsage).where(LicenceUsage.licence_id == served.licence_id))
         assert (usage.calls, usage.keys, usage.subjects) == (13, 13, 13)
-        assert usage.day == date.today() or usage.day == metering.today()
         idx = list(s.scalars(select(AuditEntry.idx).order_by(AuditEntry.idx)))
     assert idx == list(range(idx[0], idx[0] + len(idx)))  # dense
     assert _calls(instance) == {"allowed": 13}
     _verifies(instance)
 
 
-@pytest.mark.skipif(
-    os.environ.get("YUANJIAN_TEST_DB") != "postgresql", reason="the known head is PostgreSQL's"
-)
-def test_a_group_under_two_licences_from_the_known_head(
-    instance: Instance, served: Served, world
+@needs_pg
+def test_a_group_under_two_licences_is_committed_the_ordinary_way(
+    instance: Instance, served: Served, world, running_writer
 ) -> None:
+    srv, c = running_writer
     _, _, other = license_product(
         instance, served.cast, world, product_doc(code="sme_credit_loan_b"), org="另一银行"
     )
     a, b = _limits(instance, served.licence_id), _limits(instance, other)
-    state = metering.WriterState()
-    _, sessions = recorder_sessions(instance)
     shared = _key()
 
     def group() -> list[metering.Decision]:
-        events = [
-            _event(served.licence_id, a, [shared]),
-            _event(other, b, [shared, _key()]),
-            _event(served.licence_id, a, [_key()]),
-        ]
-        with sessions() as s:
-            return metering.commit_calls(s, events, state=state)
+        return _group(
+            c,
+            [
+                _event(served.licence_id, a, [shared]),
+                _event(other, b, [shared, _key()]),
+                _event(served.licence_id, a, [_key()]),
+            ],
+        )
 
-    group()
     assert [d.outcome for d in group()] == ["allowed"] * 3
-    assert (state.known_commits, state.retries) == (1, 0)
+    assert [d.outcome for d in group()] == ["allowed"] * 3
+    assert srv.state.known_commits == 0 and srv.groups == 2
     with instance.sessions() as s:
         rows = {
             u.licence_id: (u.calls, u.keys, u.subjects) for u in s.scalars(select(LicenceUsage))
         }
     # The shared key is one subject of each licence's day, counted once per licence.
     assert rows == {served.licence_id: (4, 4, 3), other: (2, 4, 3)}
+    _verifies(instance)
+
+
+@needs_pg
+def test_the_pipeline_keeps_quotas_exact_near_the_limit(
+    instance: Instance, served: Served, running_writer
+) -> None:
+    srv, c = running_writer
+    limits = _limits(instance, served.licence_id)  # 40 subjects a day
+    for _ in range(5):
+        _group(c, [_event(served.licence_id, limits, [_key()]) for _ in range(6)])
+    assert srv.state.known_commits >= 2  # far from the quota: the pipeline
+    decisions = _group(c, [_event(served.licence_id, limits, [_key()]) for _ in range(15)])
+    # 30 subjects so far: 10 more are allowed, the rest refused, near the quota by locked reads.
+    assert [d.outcome for d in decisions].count("allowed") == 10
+    with instance.sessions() as s:
+        usage = s.scalar(select(LicenceUsage).where(LicenceUsage.licence_id == served.licence_id))
+        assert (usage.subjects, usage.denied) == (40, 5)
     _verifies(instance)

@@ -32,8 +32,6 @@ from datetime import date, timedelta
 from typing import Any
 
 import orjson
-import psycopg
-import psycopg.errors
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -234,77 +232,18 @@ def commit_group(
     sessions: Callable[[], Session],
     events: list[CallEvent],
     state: WriterState | None = None,
-    *,
-    known: bool = True,
 ) -> list[Decision] | Exception:
     """One group commit of serving calls in a session of its own: each call's decision, or the
     failure that fails them all closed (no event, no data). A checkpoint falling due is left
-    for ``sign_deferred_checkpoint``, flagged on the calling thread. ``known=False`` skips the
-    one-round-trip path (``decide_known``) even with a ``state``."""
+    for ``sign_deferred_checkpoint``, flagged on the calling thread. With a ``state``, what
+    the group wrote is remembered there (the host's writer decides its next groups from it)."""
     try:
         with sessions() as session:
-            decisions = commit_calls(
-                session, events, defer_checkpoint=True, state=state, known=known
-            )
+            decisions = commit_calls(session, events, defer_checkpoint=True, state=state)
             _flag_checkpoint(session)
     except Exception as exc:
         log.exception("serving audit group commit failed (%d calls)", len(events))
         return exc
-    return decisions
-
-
-class KnownConnection:
-    """The writer's own psycopg connection for ``write_known`` (no session around each group:
-    its set-up and commit bookkeeping cost as much CPU as the group's own statements)."""
-
-    def __init__(self, engine: Any, ctx: audit_log.AuditContext | None) -> None:
-        self.engine = engine
-        self.ctx = ctx
-        self._raw: Any = None
-
-    def driver(self) -> Any:
-        """The psycopg connection (made on first use, again after a failure)."""
-        if self._raw is None:
-            self._raw = self.engine.raw_connection()
-        return self._raw.driver_connection
-
-    def discard(self) -> None:
-        """Throw the connection away (it failed in a way that leaves its state unknown)."""
-        if self._raw is not None:
-            with contextlib.suppress(Exception):
-                self._raw.invalidate()
-            self._raw = None
-
-    def close(self) -> None:
-        """Give the connection back."""
-        if self._raw is not None:
-            with contextlib.suppress(Exception):
-                self._raw.close()
-            self._raw = None
-
-
-def commit_known_group(
-    conn: KnownConnection, group: KnownGroup, state: WriterState
-) -> list[Decision] | Exception | None:
-    """``write_known`` on the writer's connection: the decisions, None when the database
-    refused the group (commit it with ``commit_group(..., known=False)``), or the failure
-    that fails the calls closed. A checkpoint falling due is flagged for
-    ``sign_deferred_checkpoint``."""
-    try:
-        decisions = write_known(conn.driver(), group, state)
-    except Exception as exc:
-        log.exception("serving audit group commit failed (%d calls)", len(group.decided.decisions))
-        conn.discard()
-        return exc
-    ctx = conn.ctx
-    plan = group.plan
-    if (
-        decisions is not None
-        and ctx is not None
-        and ctx.signer is not None
-        and plan.new_size - plan.last_checkpoint_size >= ctx.every_n
-    ):
-        _DEFERRED.due = True
     return decisions
 
 
@@ -512,34 +451,17 @@ def commit_calls(
     commit: bool = True,
     defer_checkpoint: bool = False,
     state: WriterState | None = None,
-    known: bool = True,
 ) -> list[Decision]:
     """Decide quotas and rate limits for the calls, record their audit events, commit.
 
     With ``defer_checkpoint`` (PostgreSQL), a checkpoint that falls due is not signed in this
     transaction; ``session.info[CHECKPOINT_DUE]`` says the caller should sign one after.
-    ``state`` (PostgreSQL, the host's writer) is what the caller's previous group commits
-    left; with it most group commits take one round trip (``decide_known``, ``write_known``),
-    unless ``known`` is False.
+    With a ``state`` (PostgreSQL, the host's writer), the log head and usage counters the
+    group leaves are remembered there.
     """
     day = today()
     now = time.time()
     if session.get_bind().dialect.name == "postgresql":
-        if state is not None and commit and known:
-            group = decide_known(events, state, day=day, now=now)
-            if group is not None:
-                due = audit_log.checkpoint_size_due(session, group.plan)
-                if due and not defer_checkpoint:
-                    state.forget()
-                else:
-                    pg = session.connection().connection.driver_connection
-                    decisions = write_known(pg, group, state)
-                    if decisions is not None:
-                        if due:
-                            session.info[CHECKPOINT_DUE] = True
-                        session.commit()  # psycopg finds it committed and sends nothing
-                        return decisions
-                    session.rollback()
         return _commit_calls_pg(session, events, day, now, commit, defer_checkpoint, state)
     metered = {e.licence_id for e in events if e.licence_id is not None}
     usage = _usage_rows(session, metered, day)
@@ -777,22 +699,6 @@ def _copy_tally(t: _Tally) -> _Tally:
     return dataclasses.replace(t, denials=dict(t.denials))
 
 
-# The counters are checked, not locked and read: a group commit that finds them moved fails
-# (a division by zero where the statement expected one row) and is retried the ordinary way.
-_PG_KNOWN_USAGE_CTES = (
-    "WITH c AS (INSERT INTO licence_subjects (licence_id, day, khash) "
-    "SELECT %(l)s, %(d)s, decode(k, 'hex') FROM unnest(string_to_array(%(k)s, ',')) AS k "
-    "ON CONFLICT DO NOTHING RETURNING 1), "
-    "u AS (UPDATE licence_usage SET calls = %(calls)s, denied = %(denied)s, keys = %(keys)s, "
-    "found = %(found)s, subjects = subjects + (SELECT count(*) FROM c), "
-    "sequential = %(sequential)s, delivered_records = delivered_records + %(delivered)s, "
-    "bucket_tokens = %(tokens)s, bucket_at = %(at)s, denials = CAST(%(denials)s AS json) "
-    "WHERE id = %(id)s AND calls = %(was_calls)s AND denied = %(was_denied)s "
-    "AND bucket_at = %(was_at)s RETURNING subjects)"
-)
-_PG_KNOWN_USAGE = f"{_PG_KNOWN_USAGE_CTES} SELECT 1 / (count(*) = 1)::int, max(subjects) FROM u"
-
-
 @dataclass
 class KnownGroup:
     """A group commit decided from a writer's knowledge (``decide_known``), to be written."""
@@ -844,130 +750,99 @@ def decide_known(
     return KnownGroup(day, usage, was, decided, plan)
 
 
-def write_known(pg: Any, group: KnownGroup, state: WriterState) -> list[Decision] | None:
-    """Write a group decided by ``decide_known`` on a psycopg connection and commit it, in one
-    round trip; None when the database refused it (someone else moved the log head or the
-    counters meanwhile): then nothing of it was written, ``state`` is forgotten, and the
-    caller commits the group the ordinary way."""
-    plan = group.plan
-    if len(group.usage) == 1:
-        return _write_known_one(pg, group, state)
-    try:
-        with pg.pipeline():
-            usage_cur = {}
-            for lid, t in group.usage.items():
-                was = group.was[lid]
-                usage_cur[lid] = pg.execute(
-                    _PG_KNOWN_USAGE,
-                    {
-                        **_usage_params(t),
-                        "l": lid,
-                        "d": group.day,
-                        "k": _hex_list(group.decided.new_subjects.get(lid, set())),
-                        "delivered": t.delivered_records - was.delivered_records,
-                        "was_calls": was.calls,
-                        "was_denied": was.denied,
-                        "was_at": was.at,
-                    },
-                )
-            cur = pg.cursor()
-            audit_log.write_plan(cur, audit_log.append_sql("postgresql"), plan, unlocked=True)
-            pg.execute("COMMIT")
-            subjects = {lid: c.fetchone()[1] for lid, c in usage_cur.items()}
-            last_checkpoint = cur.fetchone()[1]
-    except (psycopg.errors.DivisionByZero, psycopg.errors.UniqueViolation) as exc:
-        # A check failed (or an index was taken): the transaction never reached its COMMIT.
-        pg.rollback()
-        state.forget()
-        state.retries += 1
-        log.info("group commit from the known head refused, committing afresh: %s", exc)
-        return None
-    except BaseException:
-        # Anything else (a lost connection) may have happened after the COMMIT: no retry
-        # that could write the calls twice; they fail closed.
-        state.forget()
-        raise
-    _known_written(group, state, subjects, last_checkpoint)
-    return group.decided.decisions
+def known_one_sql() -> str:
+    """The statement that writes a group decided by ``decide_known`` under one licence: its
+    subjects, the licence's counters, the entries, the tree nodes and the log head, checked
+    against what the group expects to find (positional parameters: ``known_one_params``).
+
+    It fails (a division by zero where it expected one row) when the counters or the head
+    moved, and writes nothing then. The counters' CTE is referenced from the head update's
+    condition, so their row is locked before the head's, the order every group commit takes.
+    It returns the check, the head's last checkpoint size and the licence's subject count.
+    """
+    columns = ", ".join(audit_log.ENTRY_COLUMNS)
+    fields = ", ".join(audit_log.PG_ENTRY_FIELDS)
+    return (
+        "WITH c AS (INSERT INTO licence_subjects (licence_id, day, khash) "
+        "SELECT $1::integer, $2::date, decode(k, 'hex') "
+        "FROM unnest(string_to_array($3::text, ',')) AS k ON CONFLICT DO NOTHING RETURNING 1), "
+        "u AS (UPDATE licence_usage SET calls = $4::bigint, denied = $5::bigint, "
+        "keys = $6::bigint, found = $7::bigint, subjects = subjects + (SELECT count(*) FROM c), "
+        "sequential = $8::bigint, delivered_records = delivered_records + $9::bigint, "
+        "bucket_tokens = $10::float8, bucket_at = $11::float8, denials = CAST($12::text AS json) "
+        "WHERE id = $13::integer AND calls = $14::bigint AND denied = $15::bigint "
+        "AND bucket_at = $16::float8 RETURNING subjects), "
+        f"e AS (INSERT INTO audit_entries ({columns}) SELECT {fields} "
+        "FROM jsonb_array_elements(CAST($17::text AS jsonb)) AS r), "
+        "n AS (INSERT INTO audit_nodes (level, k, hash) "
+        "SELECT (r->>0)::smallint, (r->>1)::bigint, decode(r->>2, 'hex') "
+        "FROM json_array_elements(CAST($18::text AS json)) AS r), "
+        "h AS (UPDATE audit_head SET size = $19::bigint, frontier = $20::bytea "
+        "WHERE id = 1 AND size = $21::bigint AND EXISTS (SELECT 1 FROM u) "
+        "RETURNING last_checkpoint_size) "
+        "SELECT 1 / (count(*) = 1)::int, max(last_checkpoint_size), "
+        "(SELECT max(subjects) FROM u) FROM h"
+    )
 
 
-def _known_written(
-    group: KnownGroup, state: WriterState, subjects: dict[int, Any], last_checkpoint: Any
-) -> None:
-    plan = group.plan
-    state.known_commits += 1
-    if state.head is not None and state.head[0] == plan.new_size:
-        # The exact counts replace the upper bounds (unless a later group was decided since).
-        for lid, n in subjects.items():
-            t = state.usage.get((lid, group.day))
-            if t is not None:
-                t.subjects = int(n)
-        size, alg, frontier, cp = state.head
-        state.head = (size, alg, frontier, max(cp, int(last_checkpoint or 0)))
-
-
-def _write_known_one(pg: Any, group: KnownGroup, state: WriterState) -> list[Decision] | None:
-    """``write_known`` of a group whose calls are under one licence (the usual group): the
-    counters, subjects, entries, nodes and head in one statement, then COMMIT."""
+def known_one_params(group: KnownGroup) -> list[bytes | None]:
+    """The text-format parameters of ``known_one_sql`` for a group under one licence."""
     ((lid, t),) = group.usage.items()
     was = group.was[lid]
     plan = group.plan
-    params = {
-        **_usage_params(t),
-        "l": lid,
-        "d": group.day,
-        "k": _hex_list(group.decided.new_subjects.get(lid, set())),
-        "delivered": t.delivered_records - was.delivered_records,
-        "was_calls": was.calls,
-        "was_denied": was.denied,
-        "was_at": was.at,
-        "entries": orjson.dumps(plan.entries).decode("utf-8"),
-        "nodes": orjson.dumps(plan.nodes).decode("utf-8"),
-        "size": plan.new_size,
-        "frontier": b"".join(plan.frontier),
-        "was_size": plan.start,
-    }
-    try:
-        with pg.pipeline():
-            cur = pg.execute(_pg_known_one(), params)
-            pg.execute("COMMIT")
-            _, last_checkpoint, subjects = cur.fetchone()
-    except (psycopg.errors.DivisionByZero, psycopg.errors.UniqueViolation) as exc:
-        pg.rollback()
-        state.forget()
-        state.retries += 1
-        log.info("group commit from the known head refused, committing afresh: %s", exc)
-        return None
-    except BaseException:
-        state.forget()
-        raise
-    _known_written(group, state, {lid: subjects}, last_checkpoint)
-    return group.decided.decisions
+    values: list[Any] = [
+        lid,
+        group.day.isoformat(),
+        _hex_list(group.decided.new_subjects.get(lid, set())),
+        t.calls,
+        t.denied,
+        t.keys,
+        t.found,
+        t.sequential,
+        t.delivered_records - was.delivered_records,
+        repr(float(t.tokens)),
+        repr(float(t.at)),
+        json.dumps(t.denials, sort_keys=True),
+        t.id,
+        was.calls,
+        was.denied,
+        repr(float(was.at)),
+        orjson.dumps(plan.entries).decode("utf-8"),
+        orjson.dumps(plan.nodes).decode("utf-8"),
+        plan.new_size,
+        "\\x" + b"".join(plan.frontier).hex(),
+        plan.start,
+    ]
+    return [str(v).encode("utf-8") for v in values]
 
 
-_KNOWN_ONE: list[str] = []
-
-
-def _pg_known_one() -> str:
-    # The usage CTE is referenced from the head update's condition, so the counters' row is
-    # locked before the head's (the order every group commit takes them in: no deadlock).
-    if not _KNOWN_ONE:
-        usage = _PG_KNOWN_USAGE_CTES
-        columns = ", ".join(audit_log.ENTRY_COLUMNS)
-        _KNOWN_ONE.append(
-            f"{usage}, e AS (INSERT INTO audit_entries ({columns}) "
-            f"SELECT {', '.join(audit_log.PG_ENTRY_FIELDS)} "
-            "FROM jsonb_array_elements(CAST(%(entries)s AS jsonb)) AS r), "
-            "n AS (INSERT INTO audit_nodes (level, k, hash) "
-            "SELECT (r->>0)::smallint, (r->>1)::bigint, decode(r->>2, 'hex') "
-            "FROM json_array_elements(CAST(%(nodes)s AS json)) AS r), "
-            "h AS (UPDATE audit_head SET size = %(size)s, frontier = %(frontier)s "
-            "WHERE id = 1 AND size = %(was_size)s AND EXISTS (SELECT 1 FROM u) "
-            "RETURNING last_checkpoint_size) "
-            "SELECT 1 / (count(*) = 1)::int, max(last_checkpoint_size), "
-            "(SELECT max(subjects) FROM u) FROM h"
-        )
-    return _KNOWN_ONE[0]
+def known_committed(
+    group: KnownGroup,
+    state: WriterState,
+    subjects: int,
+    last_checkpoint: int,
+    checkpoint_due: Callable[[], None] | None = None,
+    ctx: audit_log.AuditContext | None = None,
+) -> None:
+    """Book a group written by ``known_one_sql`` once its commit is confirmed: the exact
+    subject count and checkpoint size replace the state's estimates (unless a later group was
+    decided since), and ``checkpoint_due`` is called when it brings a checkpoint due."""
+    plan = group.plan
+    state.known_commits += 1
+    if state.head is not None and state.head[0] == plan.new_size:
+        for lid in group.usage:
+            t = state.usage.get((lid, group.day))
+            if t is not None:
+                t.subjects = int(subjects)
+        size, alg, frontier, cp = state.head
+        state.head = (size, alg, frontier, max(cp, int(last_checkpoint)))
+    if (
+        checkpoint_due is not None
+        and ctx is not None
+        and ctx.signer is not None
+        and plan.new_size - plan.last_checkpoint_size >= ctx.every_n
+    ):
+        checkpoint_due()
 
 
 def _alert_kinds(
