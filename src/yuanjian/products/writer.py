@@ -6,14 +6,15 @@ passes through the log's head-row lock. With a recorder thread in each server pr
 ``thread`` mode, ``metering.CallRecorder``), the processes' group commits queue on that lock
 and on the licence's usage row, and each recorder contends for its process's GIL while it holds
 them, which stretches every commit. Here the server processes of a host hand their calls to one
-writer process instead (the ``process`` mode, the default on PostgreSQL): an I/O thread reads
-the calls while a commit thread commits everything that arrived during its previous commit as
-one group, with nobody on the host to wait for and no request handling competing for its
-interpreter, and answers each server process once per group. Being the only writer of the log
-head and of the usage counters it serves, it decides a group from what it wrote last and
-writes it in one round trip that the database refuses if anyone else wrote them meanwhile
-(``metering.decide_known``, ``write_known``); a refused group is committed again the ordinary
-way (``metering.commit_group``), so the decisions are always those of one transaction.
+writer process instead (the ``process`` mode, the default on PostgreSQL): one loop reads their
+calls and commits what has arrived as one group, with nobody on the host to wait for and no
+request handling competing for its interpreter, and answers each server process once per group.
+Being the only writer of the log head and of the usage counters it serves, it decides a group
+from what it wrote last and writes it in one statement that the database refuses if anyone
+else wrote them meanwhile (``metering.decide_known``, ``known_one_sql``), through a connection
+in pipeline mode that takes the next group while the one before it commits (``Pipeline``); a
+refused group is committed again the ordinary way (``metering.commit_group``), so the
+decisions are always those of one transaction.
 
 The writer is started by the first server process that needs it and stops a few seconds after
 its last client disconnects. It listens on a Linux abstract Unix socket whose name derives from
@@ -25,7 +26,9 @@ server process falls back to its own recorder thread; calls in flight when a wri
 closed (503), as a failed group commit does.
 
 No library does group commit across processes for this transaction, hence this module; the
-framing (a length prefix and an orjson body) is the least a stream socket needs.
+framing (a length prefix and an orjson body) is the least a stream socket needs, and the
+pipeline uses libpq through psycopg's ``pq`` layer because psycopg's own pipeline waits for
+every result at each sync.
 """
 
 from __future__ import annotations
@@ -221,7 +224,6 @@ class _Peer:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.frames = FrameBuffer()
-        self.send_lock = threading.Lock()
         self.nonce = b""
         self.writer_nonce = b""
         self.state = "hello"  # hello → proof → ready
