@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     audit_checkpoint_seconds: float = Field(default=60.0, gt=0)
     # Serving under load: how long (ms) the audit recorder lets more calls join a group commit
     # once the previous one had several (bigger groups cost less CPU per call); 0: never.
-    serving_commit_linger_ms: float = Field(default=2.0, ge=0, le=50)
+    # Unset: 0 for the writer process (its next group gathers while one executes), 2 for
+    # recorder threads (which wait for each commit before gathering).
+    serving_commit_linger_ms: float | None = Field(default=None, ge=0, le=50)
     # Who commits serving calls: one writer process per host (``process``), a recorder thread in
     # each server process (``thread``), or ``auto``: the writer on PostgreSQL, threads on SQLite.
     serving_audit_writer: str = Field(default="auto", pattern="^(auto|process|thread)$")
@@ -75,6 +77,17 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir.parent / 'yuanjian.db'}"
+
+    def commit_linger(self, *, writer_process: bool) -> float:
+        """Seconds a serving group commit may linger: the setting, else the mode's default."""
+        if self.serving_commit_linger_ms is not None:
+            return self.serving_commit_linger_ms / 1000
+        # Measured with benchmarks/serving.py on PostgreSQL: the writer's pipeline already
+        # gathers the next group while one executes, and lingering only added latency
+        # (throughput ratio 0.51-0.52 at 2 ms, 0.53-0.56 at 0); a recorder thread gathers
+        # only between commits, and lingering there doubled its groups (~6.5 to ~13 calls)
+        # at ~20% less CPU a call.
+        return 0.0 if writer_process else 0.002
 
     @property
     def audit_key_path(self) -> Path:

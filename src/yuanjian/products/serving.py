@@ -215,7 +215,7 @@ class Recorder:
             if self._local is None:
                 self._local_engine, sessions = recorder_sessions(self.instance)
                 self._local = metering.CallRecorder(
-                    sessions, linger=self.instance.settings.serving_commit_linger_ms / 1000
+                    sessions, linger=self.instance.settings.commit_linger(writer_process=False)
                 )
                 # The recorder thread waits on the database a few times per group commit and
                 # must win the GIL back from the busy event loop each time; the default 5 ms

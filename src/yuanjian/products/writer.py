@@ -741,7 +741,7 @@ def main() -> None:
             key,
             name,
             engine=engine,
-            linger=settings.serving_commit_linger_ms / 1000,
+            linger=settings.commit_linger(writer_process=True),
         )
     except OSError:
         # Another writer won the race for the name: it serves this host.
