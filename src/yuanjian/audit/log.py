@@ -206,11 +206,6 @@ class AppendSql:
     update_head: str = ""
     # PostgreSQL: the whole append (entries, nodes, head) as one statement.
     append: str = ""
-    # PostgreSQL: the same append without a locked read of the head first, for a writer that
-    # knows the head from its own last append: it fails (division by zero: the statement
-    # names no rows to write when the head moved) unless the head's size is still the one
-    # given, and returns the head's last checkpoint size.
-    append_at: str = ""
 
 
 _RAW: dict[str, AppendSql] = {}
@@ -252,21 +247,12 @@ def append_sql(dialect: str) -> AppendSql:
                 "WHERE id = 1 FOR UPDATE",
                 sqlite=False,
                 append=f"{writes} UPDATE audit_head SET size = %s, frontier = %s WHERE id = 1",
-                append_at=(
-                    f"{writes}, h AS (UPDATE audit_head SET size = %s, frontier = %s "
-                    "WHERE id = 1 AND size = %s RETURNING last_checkpoint_size) "
-                    "SELECT 1 / (count(*) = 1)::int, max(last_checkpoint_size) FROM h"
-                ),
             )
     return _RAW[dialect]
 
 
-def write_plan(cur: Any, sql: AppendSql, plan: AppendPlan, *, unlocked: bool = False) -> None:
-    """Run the planned append on a driver cursor (entries, nodes, head).
-
-    ``unlocked`` (PostgreSQL): the plan was made from a remembered head, not a locked read;
-    the statement fails unless the head is still at ``plan.start`` (see ``AppendSql.append_at``).
-    """
+def write_plan(cur: Any, sql: AppendSql, plan: AppendPlan) -> None:
+    """Run the planned append on a driver cursor (entries, nodes, head)."""
     if sql.sqlite:
         cur.executemany(sql.insert_entry, plan.entries)
         if plan.nodes:
@@ -286,10 +272,7 @@ def write_plan(cur: Any, sql: AppendSql, plan: AppendPlan, *, unlocked: bool = F
         orjson.dumps(plan.nodes).decode("utf-8"),
         *plan.head_params,
     )
-    if unlocked:
-        cur.execute(sql.append_at, (*params, plan.start))
-    else:
-        cur.execute(sql.append, params)
+    cur.execute(sql.append, params)
 
 
 @dataclass
@@ -376,7 +359,11 @@ def append_events(session: Session, events: Sequence[AuditEvent]) -> int:
 
 def checkpoint_size_due(session: Session, plan: AppendPlan) -> bool:
     """Whether the append brings ``every_n`` entries since the last checkpoint (and can sign)."""
-    ctx: AuditContext | None = session.info.get(INFO_KEY)
+    return plan_checkpoint_due(session.info.get(INFO_KEY), plan)
+
+
+def plan_checkpoint_due(ctx: AuditContext | None, plan: AppendPlan) -> bool:
+    """``checkpoint_size_due`` for a context held outside a session (the host's writer)."""
     return (
         ctx is not None
         and ctx.signer is not None

@@ -715,7 +715,8 @@ def decide_known(
 ) -> KnownGroup | None:
     """Decide a group from ``state`` and advance ``state`` to what the group leaves once it
     commits (a next group may be decided and sent before this one commits); None when it
-    cannot be (nothing known yet, or a quota or an alert within reach).
+    cannot be (nothing known yet, calls under no licence or several, whose counters
+    ``known_one_sql`` does not write, or a quota or an alert within reach).
 
     Every key is counted as new to the licence's day, so the subject quota is never at stake:
     the path is taken only while even that count stays below the share of the quota that
@@ -725,6 +726,8 @@ def decide_known(
     if head is None:
         return None
     metered = sorted({e.licence_id for e in events if e.licence_id is not None})
+    if len(metered) != 1:
+        return None
     known = {lid: state.usage.get((lid, day)) for lid in metered}
     was: dict[int, _Tally] = {}
     for lid, t in known.items():
@@ -836,12 +839,7 @@ def known_committed(
                 t.subjects = int(subjects)
         size, alg, frontier, cp = state.head
         state.head = (size, alg, frontier, max(cp, int(last_checkpoint)))
-    if (
-        checkpoint_due is not None
-        and ctx is not None
-        and ctx.signer is not None
-        and plan.new_size - plan.last_checkpoint_size >= ctx.every_n
-    ):
+    if checkpoint_due is not None and audit_log.plan_checkpoint_due(ctx, plan):
         checkpoint_due()
 
 

@@ -56,6 +56,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from psycopg import pq
 from sqlalchemy.orm import Session
 
 from yuanjian import __version__
@@ -63,7 +64,7 @@ from yuanjian.audit import log as audit_log
 from yuanjian.config import Settings
 from yuanjian.identity.actor import Actor
 from yuanjian.products import metering
-from yuanjian.products.metering import CallEvent, Decision, Limits
+from yuanjian.products.metering import CallEvent, Decision, KnownGroup, Limits
 
 log = logging.getLogger("yuanjian.serving.writer")
 
@@ -235,7 +236,7 @@ class _Sent:
 
     __slots__ = ("calls", "group", "outcome", "result", "stmt_done")
 
-    def __init__(self, calls: list[tuple[_Peer, int, CallEvent]], group: Any) -> None:
+    def __init__(self, calls: list[tuple[_Peer, int, CallEvent]], group: KnownGroup) -> None:
         self.calls = calls
         self.group = group
         self.stmt_done = False
@@ -292,7 +293,7 @@ class Pipeline:
         # Not behind a group that failed: the next one was decided from what it would have left.
         return len(self.in_flight) == 1 and last.stmt_done and last.outcome == "pending"
 
-    def send(self, calls: list[tuple[_Peer, int, CallEvent]], group: Any) -> None:
+    def send(self, calls: list[tuple[_Peer, int, CallEvent]], group: KnownGroup) -> None:
         """Send a group decided by ``metering.decide_known`` (under one licence)."""
         self.pg.send_query_prepared(self.STATEMENT, metering.known_one_params(group))
         self.pg.send_flush_request()
@@ -307,8 +308,6 @@ class Pipeline:
     def receive(self) -> list[_Sent]:
         """Read what has arrived; the groups whose commit is now known (committed, refused
         or failed), oldest first. Raises on a broken connection."""
-        from psycopg import pq
-
         self.pg.consume_input()
         done: list[_Sent] = []
         while not self.pg.is_busy():
@@ -495,7 +494,7 @@ class WriterServer:
                 except Exception:
                     log.exception("serving audit writer: a group could not be decided")
                     self.state.forget()
-            if group is not None and pipe is not None and len(group.usage) == 1:
+            if group is not None and pipe is not None:
                 try:
                     pipe.send(calls, group)
                     continue
@@ -732,7 +731,7 @@ def main() -> None:
     name = socket_name(settings)
     instance = open_instance(settings)
     key = store.ensure_serving_key(settings.data_dir)
-    from yuanjian.products.serving import recorder_sessions
+    from yuanjian.products.serving import SWITCH_INTERVAL, recorder_sessions
 
     engine, sessions = recorder_sessions(instance, 4)
     try:
@@ -750,7 +749,7 @@ def main() -> None:
         instance.dispose()
         return
     # The checkpoint thread must not hold up the loop for the default 5 ms switch interval.
-    sys.setswitchinterval(0.0005)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     log.info("serving audit writer started")
