@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from yuanjian.config import Settings
+from yuanjian.config import Settings, SettingsError, load_settings
 from yuanjian.demo_cli import demo_cmd
 from yuanjian.errors import YuanjianError
 from yuanjian.identity import service as identity
@@ -82,7 +82,10 @@ def _root(
         overrides["data_dir"] = data_dir
     if database_url is not None:
         overrides["database_url"] = database_url
-    ctx.obj = Settings(**overrides)
+    try:
+        ctx.obj = load_settings(**overrides)
+    except SettingsError as exc:
+        fail(str(exc))
 
 
 def _settings(ctx: typer.Context) -> Settings:

@@ -6,8 +6,9 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SECRET_KEY_FILE = "secret.key"
@@ -127,3 +128,22 @@ class Settings(BaseSettings):
                 f"no secret key at {path}: run `yuanjian init` or set YUANJIAN_SECRET_KEY"
             )
         return path.read_text().strip()
+
+
+class SettingsError(ValueError):
+    """The environment or the options hold a setting that is not valid."""
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and ``overrides``; ``SettingsError`` names each bad one
+    by its environment variable (pydantic's own message names the field only)."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(part) for part in err["loc"]) or "settings"
+            problems.append(
+                f"YUANJIAN_{field.upper()} ({field}) = {err.get('input')!r}: {err['msg']}"
+            )
+        raise SettingsError("invalid setting: " + "; ".join(problems)) from None

@@ -135,3 +135,11 @@ def test_settings_come_from_the_environment(env: dict[str, str], monkeypatch) ->
     s = Settings()
     assert str(s.data_dir) == env["YUANJIAN_DATA_DIR"]
     assert s.effective_database_url == env["YUANJIAN_DATABASE_URL"]
+
+
+def test_a_bad_setting_exits_2_naming_its_variable(env: dict[str, str]) -> None:
+    r = run({**env, "YUANJIAN_SERVING_COMMIT_LINGER_MS": "soon"}, "doctor")
+    assert r.exit_code == 2
+    text = " ".join(r.output.split())  # Rich wraps long lines
+    assert "YUANJIAN_SERVING_COMMIT_LINGER_MS" in text and "'soon'" in text
+    assert "Traceback" not in r.output
